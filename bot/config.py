@@ -1,0 +1,197 @@
+"""Settings: read once from the environment and ``.env`` (the real environment wins), validated.
+
+A wrong value stops start-up with one line naming the variable and what is allowed
+(:class:`bot.errors.ConfigError`). Secrets are held in :class:`Secret`, whose repr never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+from bot.errors import ConfigError
+
+PROVIDERS = ("demo", "segmind", "segmind-sync", "sora2api", "relay", "openai")
+_KEY_FOR_PROVIDER = {
+    "segmind": "SEGMIND_API_KEY",
+    "sora2api": "SORA2API_API_KEY",
+    "relay": "RELAY_API_KEY",
+    "openai": "OPENAI_API_KEY",
+}
+
+
+class Secret:
+    """A string that never prints itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str = "demo"
+
+    segmind_api_key: Secret = Secret("")
+    segmind_base_url: str = "https://api.segmind.com"
+    sora2api_api_key: Secret = Secret("")
+    sora2api_base_url: str = "https://api.sora2api.ai"
+    sora2api_path_prefix: str = "/api/v1/sora2api"
+    relay_api_key: Secret = Secret("")
+    relay_base_url: str = ""
+    openai_api_key: Secret = Secret("")
+    openai_base_url: str = "https://api.openai.com/v1"
+
+    database_url: str = "sqlite:///data/bot.db"
+    data_dir: Path = Path("data")
+
+    discord_token: Secret = Secret("")
+    discord_api_base_url: str = ""
+    discord_gateway_url: str = ""
+    discord_guild_id: int | None = None
+    sync_commands: bool = False
+
+    max_running_jobs: int = 4
+    max_running_jobs_per_user: int = 1
+    job_timeout_seconds: float = 1800.0
+    max_result_bytes: int = 512 * 1024 * 1024
+    max_image_bytes: int = 10 * 1024 * 1024
+
+    daily_credits: int = 40
+    credits_per_second: int = 1
+    pro_credit_multiplier: int = 3
+
+    log_level: str = "INFO"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for scrubbing text that may have picked one up."""
+        return tuple(v.get() for f in fields(self) if isinstance(v := getattr(self, f.name), Secret) and v)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.database_url.removeprefix("sqlite:///"))
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> Settings:
+    """Build Settings from ``env`` (default: ``os.environ`` over ``.env``)."""
+    if env is None:
+        file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path else {}
+        merged = {**file_values, **os.environ}
+    else:
+        merged = dict(env)
+    return _parse(merged)
+
+
+def _parse(env: Mapping[str, str]) -> Settings:
+    def get(name: str, default: str = "") -> str:
+        return env.get(name, "").strip() or default
+
+    def url(name: str, default: str = "", *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+        value = get(name, default).rstrip("/")
+        if not value:
+            return ""
+        parsed = urlparse(value)
+        if parsed.scheme not in schemes or not parsed.netloc:
+            raise ConfigError(
+                f"{name} must be a {' or '.join(schemes)} URL like {schemes[0]}://host/..., got {value!r}"
+            )
+        return value
+
+    def integer(name: str, default: int, *, minimum: int = 0) -> int:
+        raw = get(name, str(default))
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number (>= {minimum}), got {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
+        return value
+
+    def boolean(name: str) -> bool:
+        raw = get(name, "0").lower()
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be 1/0 (or true/false), got {raw!r}")
+
+    provider = get("PROVIDER").lower()
+    if not provider:
+        provider = next((p for p, key in _KEY_FOR_PROVIDER.items() if get(key)), "demo")
+    if provider not in PROVIDERS:
+        raise ConfigError(f"PROVIDER must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    key_name = _KEY_FOR_PROVIDER.get("segmind" if provider == "segmind-sync" else provider)
+    if key_name and not get(key_name):
+        raise ConfigError(f"{key_name} is required when PROVIDER={provider}")
+    relay_base = url("RELAY_BASE_URL")
+    if provider == "relay" and not relay_base:
+        raise ConfigError("RELAY_BASE_URL is required when PROVIDER=relay (e.g. https://relay.example.com)")
+    openai_base = url("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    if not openai_base.endswith("/v1"):
+        raise ConfigError(f"OPENAI_BASE_URL must end in /v1 (as in the openai SDK), got {openai_base!r}")
+    prefix = get("SORA2API_PATH_PREFIX", "/api/v1/sora2api")
+    if not prefix.startswith("/"):
+        raise ConfigError(f"SORA2API_PATH_PREFIX must start with '/', got {prefix!r}")
+
+    database_url = get("DATABASE_URL", "sqlite:///data/bot.db")
+    if not database_url.startswith("sqlite:///"):
+        raise ConfigError(f"DATABASE_URL must look like sqlite:///path/to/bot.db, got {database_url.split('@')[-1]!r}")
+
+    guild_raw = get("DISCORD_GUILD_ID")
+    guild_id = integer("DISCORD_GUILD_ID", 0, minimum=1) if guild_raw else None
+
+    log_level = get("LOG_LEVEL", "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+    return Settings(
+        provider=provider,
+        segmind_api_key=Secret(get("SEGMIND_API_KEY")),
+        segmind_base_url=url("SEGMIND_BASE_URL", "https://api.segmind.com"),
+        sora2api_api_key=Secret(get("SORA2API_API_KEY")),
+        sora2api_base_url=url("SORA2API_BASE_URL", "https://api.sora2api.ai"),
+        sora2api_path_prefix=prefix.rstrip("/"),
+        relay_api_key=Secret(get("RELAY_API_KEY")),
+        relay_base_url=relay_base,
+        openai_api_key=Secret(get("OPENAI_API_KEY")),
+        openai_base_url=openai_base,
+        database_url=database_url,
+        data_dir=Path(get("DATA_DIR", "data")),
+        discord_token=Secret(get("DISCORD_TOKEN")),
+        discord_api_base_url=url("DISCORD_API_BASE_URL"),
+        discord_gateway_url=url("DISCORD_GATEWAY_URL", schemes=("ws", "wss")),
+        discord_guild_id=guild_id,
+        sync_commands=boolean("SYNC_COMMANDS"),
+        max_running_jobs=integer("MAX_RUNNING_JOBS", 4, minimum=1),
+        max_running_jobs_per_user=integer("MAX_RUNNING_JOBS_PER_USER", 1, minimum=1),
+        job_timeout_seconds=float(integer("JOB_TIMEOUT_SECONDS", 1800, minimum=60)),
+        max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
+        max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
+        daily_credits=integer("DAILY_CREDITS", 40),
+        credits_per_second=integer("CREDITS_PER_SECOND", 1),
+        pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
+        log_level=log_level,
+    )

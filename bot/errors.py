@@ -1,0 +1,167 @@
+"""The typed error tree. Every error carries two texts, decided here and nowhere else:
+
+* ``user_message``: a short, polite sentence safe to show in Discord or the terminal;
+* ``detail``: what an operator needs in the log (provider message, HTTP status, ...).
+
+Neither ever contains an API key: ``detail`` is scrubbed with :func:`redact` by whoever builds it
+from provider text, and user messages are fixed sentences or built from validated input only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace every secret value that occurs in ``text`` by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+class BotError(Exception):
+    """Base of every error the bot expects. ``str(err)`` is the operator detail."""
+
+    user_message: str = "Something went wrong. Please try again later."
+
+    def __init__(self, detail: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(detail or self.user_message)
+        self.detail = detail or self.user_message
+        if user_message is not None:
+            self.user_message = user_message
+
+
+class ConfigError(BotError):
+    """A setting is missing or malformed; start-up stops with this one line."""
+
+    user_message = "The bot is misconfigured."
+
+
+class InvalidRequest(BotError):
+    """The user asked for something we (or the provider) cannot do. The message says what is allowed."""
+
+    user_message = "That request is not valid."
+
+    def __init__(self, user_message: str, detail: str = "") -> None:
+        super().__init__(detail or user_message, user_message=user_message)
+
+
+class MediaError(InvalidRequest):
+    """A reference image or video is unusable (not an image, too big, a decompression bomb...)."""
+
+
+class InsufficientCredits(BotError):
+    """The requester cannot afford the job; raised before anything reaches the provider."""
+
+    user_message = "You do not have enough credits for that."
+
+
+# --- provider errors -------------------------------------------------------------------------
+
+
+class ProviderError(BotError):
+    """Anything a video provider answered (or failed to answer).
+
+    ``retryable`` says whether the HTTP layer may try the same request again.
+    ``refundable`` says whether the requester gets their credits back (always, for now:
+    a failed video is never the user's cost).
+    """
+
+    retryable: bool = False
+    user_message = "The video provider returned an error. Your credits were refunded."
+
+    def __init__(self, detail: str = "", *, user_message: str | None = None, status: int | None = None) -> None:
+        super().__init__(detail, user_message=user_message)
+        self.status = status
+
+
+class ProviderRequestRejected(ProviderError):
+    """The provider refused the request's parameters (HTTP 400/404/422 on submit)."""
+
+    user_message = "The video provider rejected the request's settings. Your credits were refunded."
+
+
+class AuthenticationFailed(ProviderError):
+    """The provider rejected our API key. An operator problem, never the user's."""
+
+    user_message = (
+        "The bot's video provider account is not set up correctly (a server-side problem). "
+        "Your credits were refunded; please tell the server's admins."
+    )
+
+
+class ProviderOutOfCredits(ProviderError):
+    """The operator's provider account has run dry (Segmind 406, Sora2API 402)."""
+
+    user_message = (
+        "The bot's video provider account is out of credits (a server-side problem, not yours). "
+        "Your credits were refunded; please tell the server's admins."
+    )
+
+
+class RateLimited(ProviderError):
+    """429 from the provider after our own retries were exhausted."""
+
+    retryable = True
+    user_message = "The video provider is busy right now. Your credits were refunded; please try again shortly."
+
+    def __init__(self, detail: str = "", *, retry_after: float | None = None, status: int | None = 429) -> None:
+        super().__init__(detail, status=status)
+        self.retry_after = retry_after
+
+
+class ModerationRejected(ProviderError):
+    """The provider's safety system refused the prompt, the image or the result."""
+
+    user_message = "The video provider's safety system rejected this request. Your credits were refunded."
+
+    def __init__(self, detail: str = "", *, stage: str | None = None, status: int | None = None) -> None:
+        message = None
+        if stage:
+            message = f"The video provider's safety system rejected the {stage}. Your credits were refunded."
+        super().__init__(detail, user_message=message, status=status)
+        self.stage = stage
+
+
+class GenerationFailed(ProviderError):
+    """The provider accepted the job but could not make the video."""
+
+    user_message = "The video provider could not make this video. Your credits were refunded."
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection errors and 5xx that outlasted our retries."""
+
+    retryable = True
+    user_message = "The video provider is unavailable right now. Your credits were refunded; please try later."
+
+
+class ProviderTimeout(ProviderError):
+    """The job did not finish within our deadline."""
+
+    user_message = "The video took too long and was abandoned. Your credits were refunded."
+
+
+class ResultTooLarge(ProviderError):
+    """The provider's result is bigger than our download cap."""
+
+    user_message = "The finished video was too large to download. Your credits were refunded."
+
+
+class JobNotResumable(ProviderError):
+    """A job whose provider cannot be asked again after a restart (segmind-sync, demo)."""
+
+    user_message = (
+        "The bot restarted while this video was being made, and this provider cannot resume it. "
+        "Your credits were refunded; please run it again."
+    )
+
+
+class JobInterrupted(ProviderError):
+    """The bot stopped between sending the job and learning its id: we cannot know its fate."""
+
+    user_message = (
+        "The bot restarted at the moment this job was being sent, so it could not be tracked. "
+        "Your credits were refunded; please run it again."
+    )

@@ -1,0 +1,181 @@
+"""The one small interface every video provider implements, and the neutral request/status types."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+from bot.errors import InvalidRequest, ProviderError
+
+MODELS: tuple[str, ...] = ("sora-2", "sora-2-pro")
+LANDSCAPE, PORTRAIT = "1280x720", "720x1280"
+PRO_SIZES: tuple[str, ...] = ("1024x1792", "1792x1024")
+ALL_SIZES: tuple[str, ...] = (LANDSCAPE, PORTRAIT, *PRO_SIZES)
+MAX_PROMPT_CHARS = 2000
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    """``"1280x720"`` -> ``(1280, 720)``."""
+    width, _, height = size.partition("x")
+    return int(width), int(height)
+
+
+def is_portrait(size: str) -> bool:
+    width, height = parse_size(size)
+    return height > width
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """A reference frame, already validated and fitted to the request's size by ``bot.media``.
+
+    ``url`` is a public address of exactly these bytes, for providers that take a URL; the Discord
+    layer fills it by uploading the fitted image. Byte-based providers use ``data``.
+    """
+
+    data: bytes
+    content_type: str = "image/png"
+    url: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return "reference.png" if self.content_type == "image/png" else "reference.jpg"
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    prompt: str
+    seconds: int
+    size: str = LANDSCAPE
+    model: str = "sora-2"
+    image: ReferenceImage | None = None
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One answer to "how is job X doing?".
+
+    ``progress`` is 0..100 when the provider reports one, else None. ``poll_after`` is the
+    provider's own pacing hint in seconds (``openai-poll-after-ms``), if any. ``error`` is set
+    when ``state`` is FAILED. ``result_url`` / ``expires_at`` (unix seconds) describe the result
+    when the provider gives a link.
+    """
+
+    state: JobState
+    progress: float | None = None
+    result_url: str | None = None
+    expires_at: float | None = None
+    error: ProviderError | None = None
+    poll_after: float | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+ImageMode = Literal["url", "bytes"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do. Validation against it happens before any request is sent."""
+
+    sizes: Mapping[str, tuple[str, ...]]
+    """Allowed sizes per model."""
+    seconds: Mapping[str, tuple[int, ...]]
+    """Allowed durations per model."""
+    image_mode: ImageMode = "url"
+    image_must_match_size: bool = False
+    can_cancel: bool = False
+    resumable: bool = True
+    """False when a job cannot be asked about again after a restart (segmind-sync, demo)."""
+    reports_progress: bool = False
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    typical_seconds: Mapping[str, float] = field(default_factory=lambda: {"sora-2": 180.0, "sora-2-pro": 400.0})
+    """Typical wall-clock time of a job per model, seeds the adaptive poller."""
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return tuple(self.sizes)
+
+    def all_seconds(self) -> tuple[int, ...]:
+        return tuple(sorted({s for values in self.seconds.values() for s in values}))
+
+    def expected_duration(self, request: VideoRequest) -> float:
+        base = self.typical_seconds.get(request.model, 180.0)
+        # Longer clips take longer; the typical figure is for an 8 s clip.
+        return base * (0.6 + 0.05 * request.seconds)
+
+    def validate(self, request: VideoRequest, provider_name: str) -> None:
+        """Refuse, with a sentence naming what is allowed, anything this provider cannot do."""
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("The prompt is empty. Please describe the video you want.")
+        if len(request.prompt) > self.max_prompt_chars:
+            raise InvalidRequest(
+                f"The prompt is {len(request.prompt)} characters long; the limit is {self.max_prompt_chars}."
+            )
+        if request.model not in self.sizes:
+            raise InvalidRequest(
+                f"Model {request.model!r} is not available with {provider_name}; choose {_or(self.models)}."
+            )
+        sizes = self.sizes[request.model]
+        if request.size not in sizes:
+            raise InvalidRequest(
+                f"Size {request.size} is not available for {request.model} with {provider_name}; choose {_or(sizes)}."
+            )
+        seconds = self.seconds[request.model]
+        if request.seconds not in seconds:
+            raise InvalidRequest(
+                f"{request.seconds} s is not available for {request.model} with {provider_name}; "
+                f"choose {_or([f'{s} s' for s in seconds])}."
+            )
+
+
+def _or(items: tuple[str, ...] | list[str]) -> str:
+    items = list(items)
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+@runtime_checkable
+class VideoProvider(Protocol):
+    """A Sora 2 provider. Implementations live one per file in ``bot/providers/``."""
+
+    name: str
+    capabilities: Capabilities
+
+    def validate(self, request: VideoRequest) -> None:
+        """Raise InvalidRequest for anything this provider cannot do. No I/O."""
+        ...
+
+    async def submit(self, request: VideoRequest) -> str:
+        """Start a job and return the provider's job id. Never retried once the provider answered."""
+        ...
+
+    async def status(self, job_id: str) -> JobStatus:
+        """Ask how the job is doing. Raises ProviderError on transport/auth trouble."""
+        ...
+
+    async def download(self, job_id: str, status: JobStatus, dest: Path, max_bytes: int) -> Path:
+        """Stream the finished video to ``dest`` (never more than ``max_bytes``) and return it."""
+        ...
+
+    async def cancel(self, job_id: str) -> bool:
+        """Ask the provider to stop; False when it cannot."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the provider holds (background tasks, temp files)."""
+        ...

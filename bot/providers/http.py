@@ -1,0 +1,309 @@
+"""HTTP plumbing shared by the providers: retries, retry hints, status -> typed error, streaming.
+
+Modelled on openai-python's ``_base_client``: bounded retries with jittered exponential backoff on
+connection errors, 408/409/429 and 5xx; the server's own delay (``retry-after-ms``, ``Retry-After``
+in seconds or as an HTTP date) is honoured but capped; 4xx answers are never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.errors import (
+    AuthenticationFailed,
+    ProviderError,
+    ProviderOutOfCredits,
+    ProviderRequestRejected,
+    ProviderUnavailable,
+    RateLimited,
+    ResultTooLarge,
+    redact,
+)
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+MAX_SERVER_DELAY = 60.0
+CHUNK = 64 * 1024
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """The server's requested delay in seconds, from ``retry-after-ms`` or ``Retry-After``."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_to_datetime(raw) if _looks_like_date(raw) else None
+    if parsed is None:
+        return None
+    return max(0.0, parsed.timestamp() - (time.time() if now is None else now))
+
+
+def _looks_like_date(raw: str) -> bool:
+    try:
+        email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def parse_poll_after(headers: Mapping[str, str]) -> float | None:
+    """``openai-poll-after-ms`` in seconds, when the server sends it."""
+    raw = headers.get("openai-poll-after-ms")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw) / 1000)
+    except ValueError:
+        return None
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 8.0) -> float:
+    """Exponential backoff with jitter (openai-python's shape): attempt 0 -> ~0.5 s, capped."""
+    delay = min(base * (2**attempt), cap)
+    return delay * (1 - 0.25 * random.random())  # noqa: S311 - jitter, not crypto
+
+
+def error_for_status(
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    headers: Mapping[str, str] | None = None,
+    out_of_credits: Iterable[int] = (),
+) -> ProviderError:
+    """The one place an HTTP status becomes a typed error.
+
+    ``out_of_credits`` lists the statuses this provider uses for an empty account
+    (Segmind 406, Sora2API 402).
+    """
+    detail = f"{provider}: HTTP {status}: {message}"
+    if status in out_of_credits:
+        return ProviderOutOfCredits(detail, status=status)
+    if status in (401, 403):
+        return AuthenticationFailed(detail, status=status)
+    if status == 429:
+        return RateLimited(detail, retry_after=parse_retry_after(headers or {}), status=status)
+    if status >= 500 or status in (408, 409):
+        return ProviderUnavailable(detail, status=status)
+    return ProviderRequestRejected(detail, status=status)
+
+
+def error_message_from_body(body: Any) -> str:
+    """Find a human message in the error bodies providers send."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("code") or err)
+        if isinstance(err, str) and err:
+            return err
+        for key in ("msg", "message", "detail", "fail_reason"):
+            if body.get(key):
+                return str(body[key])
+    if isinstance(body, str):
+        return body[:500]
+    return json.dumps(body)[:500] if body is not None else ""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    """Parsed JSON when the response is JSON, else the text (truncated)."""
+
+
+@dataclass
+class HttpClient:
+    """One provider's view of the shared ``aiohttp.ClientSession``.
+
+    ``secrets`` are scrubbed from every error detail. ``out_of_credits`` as in ``error_for_status``.
+    """
+
+    session: aiohttp.ClientSession
+    provider: str
+    secrets: tuple[str, ...] = ()
+    max_retries: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_server_delay: float = MAX_SERVER_DELAY
+    request_timeout: float = 60.0
+    out_of_credits: tuple[int, ...] = ()
+    sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
+
+    def error(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> ProviderError:
+        message = redact(error_message_from_body(body), self.secrets)
+        return error_for_status(
+            status, message, provider=self.provider, headers=headers, out_of_credits=self.out_of_credits
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        envelope_status: Callable[[Any], int | None] | None = None,
+        retry: bool = True,
+        ok_statuses: Iterable[int] = (),
+    ) -> Response:
+        """Send a request, retrying what may be retried, and return the parsed response.
+
+        Raises a typed ProviderError for any non-2xx answer not listed in ``ok_statuses``.
+        ``envelope_status`` extracts a business status from a 2xx JSON body (Sora2API's ``code``),
+        which is then treated like an HTTP status. ``data`` may be a callable returning a fresh
+        body per attempt (multipart forms cannot be re-sent).
+        """
+        ok = set(ok_statuses)
+        attempts = self.max_retries + 1 if retry else 1
+        last_error: ProviderError | None = None
+        for attempt in range(attempts):
+            try:
+                body_data = data() if callable(data) else data
+                async with self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json_body,
+                    data=body_data,
+                    params=params,
+                    timeout=aiohttp.ClientTimeout(total=timeout_s or self.request_timeout),
+                ) as resp:
+                    body = await _read_body(resp)
+                    status = resp.status
+                    if 200 <= status < 300 and envelope_status is not None:
+                        status = envelope_status(body) or status
+                    if 200 <= status < 300 or status in ok:
+                        return Response(resp.status, resp.headers, body)
+                    last_error = self.error(status, body, resp.headers)
+                    server_delay = parse_retry_after(resp.headers)
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                last_error = ProviderUnavailable(
+                    redact(f"{self.provider}: {method} {_path(url)}: {type(exc).__name__}: {exc}", self.secrets)
+                )
+                server_delay = None
+            if not last_error.retryable or attempt == attempts - 1:
+                break
+            delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
+            if server_delay is not None:
+                delay = min(max(server_delay, 0.0), self.max_server_delay)
+            log.info(
+                "%s %s %s failed (%s); retry %d/%d in %.1fs",
+                self.provider,
+                method,
+                _path(url),
+                last_error.detail,
+                attempt + 1,
+                attempts - 1,
+                delay,
+            )
+            await self.sleep(delay)
+        assert last_error is not None  # noqa: S101 - loop always sets it before breaking
+        raise last_error
+
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 600.0,
+    ) -> Path:
+        """Stream ``url`` to ``dest`` in chunks, refusing more than ``max_bytes``.
+
+        A body shorter than its Content-Length (a dropped connection) is an error, retried like
+        any connection error; a partial file is never left behind.
+        """
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._download_once(url, dest, max_bytes=max_bytes, headers=headers, timeout_s=timeout_s)
+            except ProviderError as exc:
+                dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, microseconds
+                if not exc.retryable or attempt == attempts - 1:
+                    raise
+                delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    delay = min(exc.retry_after, self.max_server_delay)
+                log.info("%s download failed (%s); retry in %.1fs", self.provider, exc.detail, delay)
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _download_once(
+        self, url: str, dest: Path, *, max_bytes: int, headers: Mapping[str, str] | None, timeout_s: float
+    ) -> Path:
+        try:
+            async with self.session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=60)
+            ) as resp:
+                if resp.status >= 300:
+                    raise self.error(resp.status, await _read_body(resp), resp.headers)
+                await stream_to_file(resp, dest, max_bytes=max_bytes, provider=self.provider)
+                return dest
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                redact(f"{self.provider}: download {_path(url)}: {type(exc).__name__}: {exc}", self.secrets)
+            ) from exc
+
+
+async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, *, max_bytes: int, provider: str) -> int:
+    """Write a response body to ``dest`` chunk by chunk; enforce the cap and the declared length."""
+    declared = resp.content_length
+    if declared is not None and declared > max_bytes:
+        raise ResultTooLarge(f"{provider}: result is {declared} bytes, cap {max_bytes}")
+    written = 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    try:
+        with tmp.open("wb") as out:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise ResultTooLarge(f"{provider}: result exceeds cap of {max_bytes} bytes")
+                out.write(chunk)
+        if declared is not None and written != declared:
+            raise ProviderUnavailable(f"{provider}: download truncated at {written} of {declared} bytes")
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written
+
+
+async def _read_body(resp: aiohttp.ClientResponse) -> Any:
+    text = await resp.text(errors="replace")
+    if "json" in (resp.content_type or "") or text[:1] in ("{", "["):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text[:2000]
+
+
+def _path(url: str) -> str:
+    """The URL without its query string (which may hold tokens) for log lines."""
+    return url.split("?", 1)[0]

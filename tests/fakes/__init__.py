@@ -1,0 +1,1 @@
+"""Local fake servers (aiohttp) standing in for the video providers and Discord."""
