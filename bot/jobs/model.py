@@ -1,0 +1,122 @@
+"""A job's states and the legal moves between them. Pure: no I/O, no Discord, no HTTP.
+
+    queued ──► submitting ──► running ──► downloading ──► delivering ──► succeeded
+       │            │            │             │               │
+       └────────────┴────────────┴─────────────┴───────────────┴──► failed | cancelled
+
+* ``submitting`` is stored *before* the provider is called, so a crash there is visible on restart.
+  Such a job is failed and refunded, never re-sent: the provider may or may not have it, and a second
+  submit could cost twice (no provider offers idempotency keys).
+* ``provider_job_id`` is stored in the same write that enters ``running``.
+* ``delivering`` is re-entered on restart; the Discord layer posts with a nonce derived from the
+  job id, so a repeated post returns the earlier message instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bot.providers.base import VideoRequest
+
+
+class State(enum.StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    DELIVERING = "delivering"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def active(self) -> bool:
+        """Holds a running slot (counts against the concurrency caps)."""
+        return self in ACTIVE
+
+
+TERMINAL = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
+ACTIVE = frozenset({State.SUBMITTING, State.RUNNING, State.DOWNLOADING, State.DELIVERING})
+
+_NEXT: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.SUBMITTING}),
+    State.SUBMITTING: frozenset({State.RUNNING}),
+    State.RUNNING: frozenset({State.RUNNING, State.DOWNLOADING}),
+    State.DOWNLOADING: frozenset({State.DOWNLOADING, State.DELIVERING}),
+    # Back to downloading when a restart finds the downloaded file gone.
+    State.DELIVERING: frozenset({State.DOWNLOADING, State.SUCCEEDED}),
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def can_move(current: State, target: State) -> bool:
+    if current.terminal:
+        return False
+    if target in (State.FAILED, State.CANCELLED):
+        return True
+    return target in _NEXT.get(current, frozenset())
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the ``jobs`` table."""
+
+    id: int
+    state: State
+    provider: str
+    user_id: str
+    prompt: str
+    seconds: int
+    size: str
+    model: str
+    created_at: float
+    updated_at: float
+    guild_id: str | None = None
+    channel_id: str | None = None
+    provider_job_id: str | None = None
+    image_path: str | None = None
+    image_url: str | None = None
+    cost: int = 0
+    progress: float | None = None
+    status_message_id: str | None = None
+    result_message_id: str | None = None
+    result_url: str | None = None
+    result_expires_at: float | None = None
+    delivery_note: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    # Not stored: filled in by the runner for display.
+    queue_position: int | None = field(default=None, compare=False)
+
+    def moved(self, target: State, now: float, **changes: Any) -> Job:
+        """This job in ``target`` state, or IllegalTransition."""
+        if not can_move(self.state, target):
+            raise IllegalTransition(f"job {self.id}: {self.state} -> {target}")
+        if target.terminal:
+            changes.setdefault("finished_at", now)
+        if target is State.RUNNING and self.submitted_at is None:
+            changes.setdefault("submitted_at", now)
+        return replace(self, state=target, updated_at=now, **changes)
+
+    @property
+    def has_image(self) -> bool:
+        return self.image_path is not None
+
+    def request(self, image: Any = None) -> VideoRequest:
+        return VideoRequest(prompt=self.prompt, seconds=self.seconds, size=self.size, model=self.model, image=image)
+
+    @property
+    def delivery_nonce(self) -> str:
+        """Discord's idempotency key for this job's one post (≤ 25 characters)."""
+        return f"sora-job-{self.id}"[:25]

@@ -1,0 +1,320 @@
+"""Runs jobs: one task per active job, a persisted queue behind global and per-user caps, and
+recovery of every unfinished job after a restart (see bot/jobs/model.py for what is resumed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+
+from bot.errors import (
+    BotError,
+    GenerationFailed,
+    JobInterrupted,
+    JobNotResumable,
+    ProviderError,
+    ProviderTimeout,
+    RateLimited,
+)
+from bot.jobs.model import Job, State
+from bot.jobs.notifier import Notifier
+from bot.jobs.polling import AdaptivePoller
+from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
+from bot.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSIENT_POLL_ERRORS = 12
+
+
+class CancelRefused(BotError):
+    user_message = "This job can no longer be cancelled."
+
+
+class JobRunner:
+    def __init__(
+        self,
+        repo: Repository,
+        provider: VideoProvider,
+        notifier: Notifier,
+        *,
+        work_dir: Path,
+        max_running: int = 4,
+        max_running_per_user: int = 1,
+        job_timeout: float = 1800.0,
+        max_result_bytes: int = 512 * 1024 * 1024,
+    ) -> None:
+        self.repo = repo
+        self.provider = provider
+        self.notifier = notifier
+        self.work_dir = work_dir
+        self.max_running = max_running
+        self.max_running_per_user = max_running_per_user
+        self.job_timeout = job_timeout
+        self.max_result_bytes = max_result_bytes
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._owners: dict[int, str] = {}
+        self._wake = asyncio.Event()
+        self._job_events: dict[int, asyncio.Event] = {}
+        self._positions: dict[int, int] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        await self._recover()
+        self._loop_task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
+
+    async def stop(self) -> None:
+        """Stop working; unfinished jobs stay in the database and resume on the next start."""
+        tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop_task = None
+
+    def wake(self, job_id: int | None = None) -> None:
+        """Something changed: a new job was queued, or a provider callback arrived for ``job_id``."""
+        self._wake.set()
+        if job_id is not None and job_id in self._job_events:
+            self._job_events[job_id].set()
+
+    async def wait_idle(self) -> None:
+        """Until no job is queued or active (the CLI waits on this)."""
+        while True:
+            if not self._tasks and not await self.repo.jobs_in([State.QUEUED]):
+                return
+            await asyncio.sleep(0.05)
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        for job in await self.repo.unfinished_jobs():
+            if job.state is State.QUEUED:
+                continue
+            if job.state is State.SUBMITTING:
+                await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
+            elif not self.provider.capabilities.resumable and not self._result_path(job).exists():
+                await self._fail(job.id, JobNotResumable(f"{job.provider} job {job.provider_job_id} lost on restart"))
+            else:
+                log.info("resuming job %s (%s, provider id %s)", job.id, job.state, job.provider_job_id)
+                self._spawn(job)
+
+    async def _schedule_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self._schedule_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("scheduler pass failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=30)
+
+    async def _schedule_once(self) -> None:
+        running = Counter(self._owners.values())
+        waiting: list[Job] = []
+        for job in await self.repo.jobs_in([State.QUEUED]):
+            if job.id in self._tasks:
+                continue
+            if len(self._tasks) < self.max_running and running[job.user_id] < self.max_running_per_user:
+                running[job.user_id] += 1
+                self._spawn(job)
+            else:
+                waiting.append(job)
+        positions = {job.id: n for n, job in enumerate(waiting, start=1)}
+        for job in waiting:
+            if self._positions.get(job.id) != positions[job.id]:
+                await self._notify(Job(**{**job.__dict__, "queue_position": positions[job.id]}))
+        self._positions = positions
+
+    def _spawn(self, job: Job) -> None:
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._tasks[job.id] = task
+        self._owners[job.id] = job.user_id
+        self._job_events[job.id] = asyncio.Event()
+
+        def finished(_: asyncio.Task[None]) -> None:
+            self._tasks.pop(job.id, None)
+            self._owners.pop(job.id, None)
+            self._job_events.pop(job.id, None)
+            self._wake.set()
+
+        task.add_done_callback(finished)
+
+    # --- one job ------------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._drive(job)
+        except asyncio.CancelledError:
+            raise
+        except BotError as exc:
+            await self._fail(job.id, exc)
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            await self._fail(job.id, GenerationFailed(f"internal error: {type(exc).__name__}: {exc}"))
+
+    async def _drive(self, job: Job) -> None:
+        if job.state is State.QUEUED:
+            image = await asyncio.to_thread(self._load_image, job)
+            job = await self._move(job, State.SUBMITTING)
+            provider_job_id = await self.provider.submit(job.request(image))
+            job = await self._move(job, State.RUNNING, provider_job_id=provider_job_id)
+            log.info("job %s submitted to %s as %s", job.id, job.provider, provider_job_id)
+        status = JobStatus(JobState.SUCCEEDED, result_url=job.result_url, expires_at=job.result_expires_at)
+        if job.state is State.RUNNING:
+            status = await self._poll(job)
+            job = await self._move(
+                job,
+                State.DOWNLOADING,
+                progress=100.0,
+                result_url=status.result_url,
+                result_expires_at=status.expires_at,
+            )
+        path = self._result_path(job)
+        if job.state is State.DELIVERING and not path.exists():
+            job = await self._move(job, State.DOWNLOADING)
+        if job.state is State.DOWNLOADING:
+            assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
+            await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
+            job = await self._move(job, State.DELIVERING)
+        delivery = await self.notifier.deliver(job, path)
+        job = await self._move(
+            job,
+            State.SUCCEEDED,
+            result_message_id=delivery.message_id,
+            delivery_note=delivery.note,
+            result_url=delivery.url or job.result_url,
+        )
+        await self.repo.settle(job.id, "capture")
+        await asyncio.to_thread(self._cleanup, job)
+
+    async def _poll(self, job: Job) -> JobStatus:
+        assert job.provider_job_id is not None  # noqa: S101
+        started = job.submitted_at or time.time()
+        expected = await self.repo.typical_duration(job.provider, job.model)
+        poller = AdaptivePoller(expected=expected or self.provider.capabilities.expected_duration(job.request()))
+        hint: float | None = None
+        transient = 0
+        delay = poller.next_delay(time.time() - started)
+        while True:
+            remaining = started + self.job_timeout - time.time()
+            if remaining <= 0:
+                with contextlib.suppress(ProviderError):
+                    await self.provider.cancel(job.provider_job_id)
+                raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
+            event = self._job_events.get(job.id)
+            if event is not None:
+                event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+            else:
+                await asyncio.sleep(min(delay, remaining))
+            try:
+                status = await self.provider.status(job.provider_job_id)
+            except RateLimited as exc:
+                delay = poller.rate_limited(exc.retry_after)
+                log.info("job %s: status rate limited, backing off %.0fs", job.id, delay)
+                continue
+            except ProviderError as exc:
+                transient += 1
+                if not exc.retryable or transient > MAX_TRANSIENT_POLL_ERRORS:
+                    raise
+                delay = min(5.0 * transient, 60.0)
+                log.warning("job %s: status check failed (%s); retry in %.0fs", job.id, exc.detail, delay)
+                continue
+            transient = 0
+            elapsed = time.time() - started
+            poller.observe(elapsed, status.progress)
+            hint = status.poll_after
+            if status.state is JobState.SUCCEEDED:
+                return status
+            if status.state is JobState.FAILED:
+                raise status.error or GenerationFailed(f"job {job.id} failed without a reason")
+            if status.progress is not None and status.progress != job.progress:
+                job = await self._move(job, State.RUNNING, progress=status.progress)
+            delay = poller.next_delay(elapsed, hint=hint)
+
+    # --- transitions --------------------------------------------------------------------------
+
+    async def _move(self, job: Job, target: State, **changes: object) -> Job:
+        """Store the new state first, then tell the world."""
+        moved = job.moved(target, time.time(), **changes)
+        await self.repo.save_job(moved)
+        if target is not job.state:
+            log.info("job %s: %s -> %s", job.id, job.state, target)
+        await self._notify(moved)
+        return moved
+
+    async def _fail(self, job_id: int, error: BotError) -> None:
+        job = await self.repo.get_job(job_id)
+        if job is None or job.state.terminal:
+            return
+        log.warning("job %s failed: %s: %s", job_id, type(error).__name__, error.detail)
+        failed = job.moved(
+            State.FAILED, time.time(), error_class=type(error).__name__, error_message=error.user_message
+        )
+        await self.repo.save_job(failed)
+        await self.repo.settle(job_id, "refund")
+        await asyncio.to_thread(self._cleanup, failed)
+        await self._notify(failed)
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a queued or running job and refund it. CancelRefused once the video exists."""
+        job = await self.repo.get_job(job_id)
+        if job is None or job.state.terminal:
+            raise CancelRefused(f"job {job_id} is finished")
+        if job.state in (State.SUBMITTING, State.DOWNLOADING, State.DELIVERING):
+            raise CancelRefused(
+                f"job {job_id} is {job.state}",
+                user_message="This job is between steps and cannot be cancelled right now."
+                if job.state is State.SUBMITTING
+                else "The video is already done and being posted.",
+            )
+        task = self._tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        job = await self.repo.get_job(job_id)
+        assert job is not None  # noqa: S101
+        if job.state.terminal:  # finished while we were stopping it
+            raise CancelRefused(f"job {job_id} finished first")
+        if job.provider_job_id and self.provider.capabilities.can_cancel:
+            with contextlib.suppress(ProviderError):
+                await self.provider.cancel(job.provider_job_id)
+        cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
+        await self.repo.save_job(cancelled)
+        await self.repo.settle(job_id, "refund")
+        await asyncio.to_thread(self._cleanup, cancelled)
+        await self._notify(cancelled)
+        self._wake.set()
+        return cancelled
+
+    async def _notify(self, job: Job) -> None:
+        try:
+            await self.notifier.job_changed(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("notifier failed for job %s", job.id)
+
+    # --- files --------------------------------------------------------------------------------
+
+    def _result_path(self, job: Job) -> Path:
+        return self.work_dir / f"job-{job.id}.mp4"
+
+    def _load_image(self, job: Job) -> ReferenceImage | None:
+        if not job.image_path:
+            return None
+        return ReferenceImage(data=Path(job.image_path).read_bytes(), content_type="image/png", url=job.image_url)
+
+    def _cleanup(self, job: Job) -> None:
+        self._result_path(job).unlink(missing_ok=True)
+        if job.image_path:
+            Path(job.image_path).unlink(missing_ok=True)

@@ -1,0 +1,108 @@
+"""The front door of the job pipeline, shared by the Discord cogs and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.credits.ledger import Balance, CreditPolicy
+from bot.jobs.model import Job
+from bot.jobs.runner import JobRunner
+from bot.media.images import prepare_reference
+from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
+from bot.storage.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated request plus who asked and where."""
+
+    request: VideoRequest
+    user_id: str
+    guild_id: str | None = None
+    channel_id: str | None = None
+    status_message_id: str | None = None
+
+
+class JobService:
+    def __init__(
+        self,
+        repo: Repository,
+        provider: VideoProvider,
+        runner: JobRunner,
+        policy: CreditPolicy,
+        *,
+        data_dir: Path,
+        charge: bool = True,
+    ) -> None:
+        self.repo = repo
+        self.provider = provider
+        self.runner = runner
+        self.policy = policy
+        self.images_dir = data_dir / "images"
+        self.charge = charge
+
+    def validate(self, request: VideoRequest) -> None:
+        """Raise InvalidRequest for anything the active provider cannot do. No I/O."""
+        self.provider.validate(request)
+
+    def cost(self, request: VideoRequest) -> int:
+        return self.policy.cost(request.seconds, request.model) if self.charge else 0
+
+    async def balance(self, guild_id: str | None, user_id: str) -> Balance:
+        return await self.repo.balance(guild_id or "", user_id, self.policy.daily_credits)
+
+    async def fit_reference(self, data: bytes, size: str) -> ReferenceImage:
+        """Validate a reference image by its bytes and fit it to ``size`` (off the event loop)."""
+        return await asyncio.to_thread(prepare_reference, data, size)
+
+    async def submit(self, new: NewJob) -> Job:
+        """Validate, reserve credits and store the job atomically, then wake the runner.
+
+        Raises InvalidRequest or InsufficientCredits with nothing stored and nothing charged.
+        """
+        request = new.request
+        self.validate(request)
+        image_path: Path | None = None
+        if request.image is not None:
+            # Written before the row exists, so the runner never sees a job whose image is missing.
+            image_path = self.images_dir / f"{uuid.uuid4().hex}.png"
+            await asyncio.to_thread(_write_file, image_path, request.image.data)
+        try:
+            job = await self.repo.create_job(
+                provider=self.provider.name,
+                user_id=new.user_id,
+                guild_id=new.guild_id,
+                channel_id=new.channel_id,
+                prompt=request.prompt,
+                seconds=request.seconds,
+                size=request.size,
+                model=request.model,
+                cost=self.cost(request),
+                policy=self.policy,
+                extra={
+                    "image_path": str(image_path) if image_path else None,
+                    "image_url": request.image.url if request.image else None,
+                    "status_message_id": new.status_message_id,
+                },
+            )
+        except BaseException:
+            if image_path is not None:
+                image_path.unlink(missing_ok=True)
+            raise
+        log.info("job %s queued for user %s (%s credits)", job.id, new.user_id, job.cost)
+        self.runner.wake()
+        return job
+
+    async def cancel(self, job_id: int) -> Job:
+        return await self.runner.cancel(job_id)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)

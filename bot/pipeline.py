@@ -1,0 +1,62 @@
+"""Wire the job pipeline (storage, provider, runner, service) from settings. Shared by both front ends."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+
+from bot.config import Settings
+from bot.credits.ledger import CreditPolicy
+from bot.jobs.notifier import Notifier
+from bot.jobs.runner import JobRunner
+from bot.jobs.service import JobService
+from bot.providers.base import VideoProvider
+from bot.providers.registry import build_provider
+from bot.storage.db import connect
+from bot.storage.repository import Repository
+
+
+@dataclass
+class Pipeline:
+    repo: Repository
+    provider: VideoProvider
+    runner: JobRunner
+    service: JobService
+
+
+@contextlib.asynccontextmanager
+async def open_pipeline(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    notifier: Notifier,
+    *,
+    charge: bool = True,
+    provider: VideoProvider | None = None,
+    start_runner: bool = True,
+) -> AsyncIterator[Pipeline]:
+    """Connect the database, build the provider, start the runner (resuming unfinished jobs)."""
+    repo = Repository(await connect(settings.database_path))
+    provider = provider or build_provider(settings, session)
+    runner = JobRunner(
+        repo,
+        provider,
+        notifier,
+        work_dir=settings.data_dir / "results",
+        max_running=settings.max_running_jobs,
+        max_running_per_user=settings.max_running_jobs_per_user,
+        job_timeout=settings.job_timeout_seconds,
+        max_result_bytes=settings.max_result_bytes,
+    )
+    policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
+    service = JobService(repo, provider, runner, policy, data_dir=settings.data_dir, charge=charge)
+    try:
+        if start_runner:
+            await runner.start()
+        yield Pipeline(repo, provider, runner, service)
+    finally:
+        await runner.stop()
+        await provider.aclose()
+        await repo.close()

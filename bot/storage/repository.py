@@ -1,0 +1,240 @@
+"""Every SQL statement the bot runs. The rest of the code speaks in Job / Balance objects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import statistics
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import aiosqlite
+
+from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.jobs.model import ACTIVE, TERMINAL, Job, State
+
+_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    data = {key: row[key] for key in row.keys()}
+    data["state"] = State(data["state"])
+    return Job(**data)
+
+
+class Repository:
+    """Jobs and the credit ledger on one SQLite connection."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+        # One connection is shared by every task: writes and transactions take turns, or a second
+        # BEGIN would land inside the first one's transaction.
+        self._write_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes SQLite's write lock up front, so a read-check-write
+        inside is atomic against other tasks and other processes on the same file."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    async def _write(self, sql: str, params: Iterable[Any]) -> None:
+        async with self._write_lock:
+            await self.db.execute(sql, tuple(params))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        *,
+        provider: str,
+        user_id: str,
+        prompt: str,
+        seconds: int,
+        size: str,
+        model: str,
+        guild_id: str | None = None,
+        channel_id: str | None = None,
+        cost: int = 0,
+        policy: CreditPolicy | None = None,
+        allowance: int | None = None,
+        extra: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Job:
+        """Store a new queued job and, when it costs anything, reserve its credits in the same
+        ``BEGIN IMMEDIATE`` transaction as the balance check, so two requests cannot overspend."""
+        now = time.time() if now is None else now
+        async with self._transaction():
+            parts: list[tuple[str, int]] = []
+            if cost > 0:
+                assert policy is not None  # noqa: S101 - programming error, not input
+                balance = await self._balance(guild_id or "", user_id, allowance or policy.daily_credits, now)
+                parts = balance.split(cost)  # raises InsufficientCredits: nothing written
+            columns = {
+                "state": State.QUEUED.value,
+                "provider": provider,
+                "user_id": user_id,
+                "guild_id": guild_id,
+                "channel_id": channel_id,
+                "prompt": prompt,
+                "seconds": seconds,
+                "size": size,
+                "model": model,
+                "cost": cost,
+                "created_at": now,
+                "updated_at": now,
+                **(extra or {}),
+            }
+            if not set(columns) <= set(_JOB_COLUMNS):
+                raise ValueError(f"unknown job fields {sorted(set(columns) - set(_JOB_COLUMNS))}")
+            cur = await self.db.execute(
+                f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608
+                tuple(columns.values()),
+            )
+            job_id = cur.lastrowid
+            day = utc_day(now)
+            for pool, amount in parts:
+                await self.db.execute(
+                    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (guild_id or "", user_id, "reserve", pool, amount, job_id, day, now),
+                )
+        job = await self.get_job(job_id)  # type: ignore[arg-type]
+        assert job is not None  # noqa: S101
+        return job
+
+    async def get_job(self, job_id: int) -> Job | None:
+        async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _job(row) if row else None
+
+    async def save_job(self, job: Job) -> None:
+        """Write every stored field of ``job`` (its state change included) in one statement."""
+        assignments = ", ".join(f"{c} = ?" for c in _JOB_COLUMNS)
+        values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+        await self._write(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))  # noqa: S608
+
+    async def update_job(self, job_id: int, **fields: Any) -> None:
+        """Set a few non-state fields (status message id, image path...)."""
+        if not fields:
+            return
+        bad = set(fields) - set(_JOB_COLUMNS) | ({"state"} & set(fields))
+        if bad:
+            raise ValueError(f"cannot update {sorted(bad)} this way")
+        assignments = ", ".join(f"{c} = ?" for c in fields)
+        await self._write(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",  # noqa: S608 - names checked above
+            (*fields.values(), time.time(), job_id),
+        )
+
+    async def jobs_in(self, states: Iterable[State]) -> list[Job]:
+        states = list(states)
+        marks = ",".join("?" * len(states))
+        async with self.db.execute(
+            f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY id",  # noqa: S608
+            [s.value for s in states],
+        ) as cur:
+            return [_job(r) for r in await cur.fetchall()]
+
+    async def unfinished_jobs(self) -> list[Job]:
+        return await self.jobs_in([s for s in State if s not in TERMINAL])
+
+    async def active_jobs(self) -> list[Job]:
+        return await self.jobs_in(ACTIVE)
+
+    async def recent_jobs(self, user_id: str, *, limit: int = 10, offset: int = 0) -> list[Job]:
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE user_id = ? ORDER BY id DESC LIMIT ? OFFSET ?", (user_id, limit, offset)
+        ) as cur:
+            return [_job(r) for r in await cur.fetchall()]
+
+    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
+        """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
+        async with self.db.execute(
+            "SELECT finished_at - submitted_at FROM jobs WHERE provider = ? AND model = ? AND state = ?"
+            " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (provider, model, State.SUCCEEDED.value, sample),
+        ) as cur:
+            values = [r[0] for r in await cur.fetchall() if r[0] and r[0] > 0]
+        return statistics.median(values) if len(values) >= 3 else None
+
+    # --- credits ----------------------------------------------------------------------------
+
+    async def balance(self, guild_id: str, user_id: str, allowance: int, now: float | None = None) -> Balance:
+        return await self._balance(guild_id, user_id, allowance, time.time() if now is None else now)
+
+    async def _balance(self, guild_id: str, user_id: str, allowance: int, now: float) -> Balance:
+        day = utc_day(now)
+        async with self.db.execute(
+            "SELECT"
+            " COALESCE(SUM(CASE WHEN pool = ? AND day = ? AND kind = 'reserve' THEN amount END), 0)"
+            " - COALESCE(SUM(CASE WHEN pool = ? AND day = ? AND kind = 'refund' THEN amount END), 0),"
+            " COALESCE(SUM(CASE WHEN pool = ? AND kind IN ('grant', 'refund') THEN amount END), 0)"
+            " - COALESCE(SUM(CASE WHEN pool = ? AND kind = 'reserve' THEN amount END), 0)"
+            " FROM ledger WHERE guild_id = ? AND user_id = ?",
+            (DAILY, day, DAILY, day, EXTRA, EXTRA, guild_id, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        daily_used, extra = (row[0], row[1]) if row else (0, 0)
+        return Balance(allowance=allowance, daily_used=daily_used, extra=extra, resets_at=next_reset(now), now=now)
+
+    async def settle(self, job_id: int, kind: str, *, now: float | None = None) -> bool:
+        """Capture or refund every reserve of ``job_id`` exactly once; False if already settled.
+
+        A refund goes back to the pool *and day* it was taken from. The unique index on
+        (job_id, kind, pool) and the "not yet settled" check in one transaction make this idempotent.
+        """
+        if kind not in ("capture", "refund"):
+            raise ValueError(kind)
+        now = time.time() if now is None else now
+        async with self._transaction():
+            async with self.db.execute(
+                "SELECT guild_id, user_id, pool, amount, day FROM ledger r WHERE job_id = ? AND kind = 'reserve'"
+                " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id AND s.pool = r.pool"
+                " AND s.kind IN ('capture', 'refund'))",
+                (job_id,),
+            ) as cur:
+                reserves = await cur.fetchall()
+            for guild_id, user_id, pool, amount, day in reserves:
+                await self.db.execute(
+                    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    (guild_id, user_id, kind, pool, amount, job_id, day, now),
+                )
+        return bool(reserves)
+
+    async def grant(
+        self, guild_id: str, user_id: str, amount: int, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        await self._write(
+            "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, day, actor_id, note, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (guild_id, user_id, "grant", EXTRA, amount, utc_day(now), actor_id, note, now),
+        )
+
+    async def ledger_entries(self, guild_id: str, user_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        async with self.db.execute(
+            "SELECT kind, pool, amount, job_id, day, actor_id, note, created_at FROM ledger"
+            " WHERE guild_id = ? AND user_id = ? ORDER BY id DESC LIMIT ?",
+            (guild_id, user_id, limit),
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def settlements(self, job_id: int) -> dict[str, int]:
+        """kind -> total amount for one job (tests and /jobs use it)."""
+        async with self.db.execute(
+            "SELECT kind, SUM(amount) FROM ledger WHERE job_id = ? GROUP BY kind", (job_id,)
+        ) as cur:
+            return {r[0]: r[1] for r in await cur.fetchall()}
