@@ -79,6 +79,7 @@ class Settings:
     job_timeout_seconds: float = 1800.0
     max_result_bytes: int = 512 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
+    typical_job_seconds: float | None = None
 
     daily_credits: int = 40
     credits_per_second: int = 1
@@ -190,6 +191,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         job_timeout_seconds=float(integer("JOB_TIMEOUT_SECONDS", 1800, minimum=60)),
         max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
         max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
+        typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
         daily_credits=integer("DAILY_CREDITS", 40),
         credits_per_second=integer("CREDITS_PER_SECOND", 1),
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),

@@ -165,3 +165,15 @@ class JobInterrupted(ProviderError):
         "The bot restarted at the moment this job was being sent, so it could not be tracked. "
         "Your credits were refunded; please run it again."
     )
+
+
+class DeliveryFailed(BotError):
+    """The finished video could not be handed over (channel gone, permissions missing)."""
+
+    user_message = "The video was made but could not be posted here. Your credits were refunded."
+
+
+class NotReady(BotError):
+    """A command arrived before the bot finished starting."""
+
+    user_message = "The bot is still starting up. Please try again in a few seconds."

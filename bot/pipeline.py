@@ -49,6 +49,7 @@ async def open_pipeline(
         max_running_per_user=settings.max_running_jobs_per_user,
         job_timeout=settings.job_timeout_seconds,
         max_result_bytes=settings.max_result_bytes,
+        typical_job_seconds=settings.typical_job_seconds,
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
     service = JobService(repo, provider, runner, policy, data_dir=settings.data_dir, charge=charge)

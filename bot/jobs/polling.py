@@ -17,16 +17,29 @@ from dataclasses import dataclass, field
 class AdaptivePoller:
     expected: float
     """Expected wall time of the whole job, in seconds (typical figure or learned median)."""
-    first_poll: float = 5.0
-    near_interval: float = 4.5
-    """Spacing inside the likely-completion window: mean detection delay is about half of it."""
-    max_interval: float = 30.0
+    first_poll: float = field(default=-1.0)
+    """Default: 3 % of the expected time, between 0.25 and 5 s (moderation failures come early)."""
+    near_interval: float = field(default=-1.0)
+    """Spacing inside the likely-completion window: mean detection delay is about half of it.
+    Default: 2.5 % of the expected time, between 0.25 and 4.5 s."""
+    max_interval: float = field(default=-1.0)
+    """Default: a sixth of the expected time, at most 30 s."""
     dense_from: float = 0.65
     """Fraction of the expected time at which dense polling starts (tuned in bench/bench_polling.py)."""
     dense_from_with_progress: float = 0.8
     """Later when a progress rate backs the estimate."""
     _samples: list[tuple[float, float]] = field(default_factory=list, repr=False)
     _rate_limited: int = field(default=0, repr=False)
+    _asked: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        # Intervals scale with the job: a 3-minute video and a 2-second test fake get the same shape.
+        if self.first_poll < 0:
+            self.first_poll = min(max(0.03 * self.expected, 0.25), 5.0)
+        if self.near_interval < 0:
+            self.near_interval = min(max(0.025 * self.expected, 0.25), 4.5)
+        if self.max_interval < 0:
+            self.max_interval = max(min(self.expected / 6, 30.0), self.near_interval)
 
     def observe(self, elapsed: float, progress: float | None) -> None:
         """Record a progress reading (0..100) taken ``elapsed`` seconds after submit."""
@@ -50,8 +63,10 @@ class AdaptivePoller:
 
     def next_delay(self, elapsed: float, *, hint: float | None = None) -> float:
         """Seconds to wait before the next status request."""
-        if elapsed <= 0 and not self._samples:
-            delay = self.first_poll
+        self._asked += 1
+        if self._asked == 1:
+            # First look soon after submit (a resumed job, long since submitted, is looked at at once).
+            delay = max(self.first_poll - elapsed, 0.0)
         else:
             total = self.estimated_total(elapsed)
             fraction = self.dense_from_with_progress if len(self._samples) >= 2 else self.dense_from

@@ -46,6 +46,7 @@ class JobRunner:
         max_running_per_user: int = 1,
         job_timeout: float = 1800.0,
         max_result_bytes: int = 512 * 1024 * 1024,
+        typical_job_seconds: float | None = None,
     ) -> None:
         self.repo = repo
         self.provider = provider
@@ -55,6 +56,7 @@ class JobRunner:
         self.max_running_per_user = max_running_per_user
         self.job_timeout = job_timeout
         self.max_result_bytes = max_result_bytes
+        self.typical_job_seconds = typical_job_seconds
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owners: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -185,20 +187,20 @@ class JobRunner:
             await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
-        job = await self._move(
-            job,
+        done = job.moved(
             State.SUCCEEDED,
+            time.time(),
             result_message_id=delivery.message_id,
             delivery_note=delivery.note,
             result_url=delivery.url or job.result_url,
         )
-        await self.repo.settle(job.id, "capture")
-        await asyncio.to_thread(self._cleanup, job)
+        await self._finish(done, "capture")
 
     async def _poll(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
         started = job.submitted_at or time.time()
-        expected = await self.repo.typical_duration(job.provider, job.model)
+        # The operator's figure, else what recent jobs took, else the provider's typical time.
+        expected = self.typical_job_seconds or await self.repo.typical_duration(job.provider, job.model)
         poller = AdaptivePoller(expected=expected or self.provider.capabilities.expected_duration(job.request()))
         hint: float | None = None
         transient = 0
@@ -260,10 +262,7 @@ class JobRunner:
         failed = job.moved(
             State.FAILED, time.time(), error_class=type(error).__name__, error_message=error.user_message
         )
-        await self.repo.save_job(failed)
-        await self.repo.settle(job_id, "refund")
-        await asyncio.to_thread(self._cleanup, failed)
-        await self._notify(failed)
+        await self._finish(failed, "refund")
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job and refund it. CancelRefused once the video exists."""
@@ -289,12 +288,16 @@ class JobRunner:
             with contextlib.suppress(ProviderError):
                 await self.provider.cancel(job.provider_job_id)
         cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
-        await self.repo.save_job(cancelled)
-        await self.repo.settle(job_id, "refund")
-        await asyncio.to_thread(self._cleanup, cancelled)
-        await self._notify(cancelled)
+        await self._finish(cancelled, "refund")
         self._wake.set()
         return cancelled
+
+    async def _finish(self, job: Job, settle: str) -> None:
+        """Store the terminal state and settle credits atomically, then clean up and tell the world."""
+        await self.repo.finish_job(job, settle)
+        log.info("job %s: %s (credits: %s)", job.id, job.state, settle)
+        await asyncio.to_thread(self._cleanup, job)
+        await self._notify(job)
 
     async def _notify(self, job: Job) -> None:
         try:

@@ -125,6 +125,15 @@ class Repository:
         values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
         await self._write(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))  # noqa: S608
 
+    async def finish_job(self, job: Job, settle: str) -> bool:
+        """Store a terminal ``job`` and capture or refund its credits in one transaction, so no crash
+        can leave a finished job with its credits still reserved. Returns whether anything was settled."""
+        assignments = ", ".join(f"{c} = ?" for c in _JOB_COLUMNS)
+        values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+        async with self._transaction():
+            await self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))  # noqa: S608
+            return await self._settle(job.id, settle, job.finished_at or time.time())
+
     async def update_job(self, job_id: int, **fields: Any) -> None:
         """Set a few non-state fields (status message id, image path...)."""
         if not fields:
@@ -195,23 +204,26 @@ class Repository:
         A refund goes back to the pool *and day* it was taken from. The unique index on
         (job_id, kind, pool) and the "not yet settled" check in one transaction make this idempotent.
         """
+        async with self._transaction():
+            return await self._settle(job_id, kind, time.time() if now is None else now)
+
+    async def _settle(self, job_id: int, kind: str, now: float) -> bool:
+        """The body of ``settle``; the caller holds the transaction."""
         if kind not in ("capture", "refund"):
             raise ValueError(kind)
-        now = time.time() if now is None else now
-        async with self._transaction():
-            async with self.db.execute(
-                "SELECT guild_id, user_id, pool, amount, day FROM ledger r WHERE job_id = ? AND kind = 'reserve'"
-                " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id AND s.pool = r.pool"
-                " AND s.kind IN ('capture', 'refund'))",
-                (job_id,),
-            ) as cur:
-                reserves = await cur.fetchall()
-            for guild_id, user_id, pool, amount, day in reserves:
-                await self.db.execute(
-                    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    (guild_id, user_id, kind, pool, amount, job_id, day, now),
-                )
+        async with self.db.execute(
+            "SELECT guild_id, user_id, pool, amount, day FROM ledger r WHERE job_id = ? AND kind = 'reserve'"
+            " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id AND s.pool = r.pool"
+            " AND s.kind IN ('capture', 'refund'))",
+            (job_id,),
+        ) as cur:
+            reserves = await cur.fetchall()
+        for guild_id, user_id, pool, amount, day in reserves:
+            await self.db.execute(
+                "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (guild_id, user_id, kind, pool, amount, job_id, day, now),
+            )
         return bool(reserves)
 
     async def grant(

@@ -1,0 +1,103 @@
+"""The discord.py bot: owns the shared HTTP session, the job pipeline and the cogs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.discord_ui.coalescer import EditCoalescer
+from bot.discord_ui.notifier import DiscordNotifier
+from bot.discord_ui.views import CancelButton
+from bot.errors import BotError, NotReady
+from bot.pipeline import Pipeline, open_pipeline
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("cogs.sora", "cogs.jobs")
+
+
+class SoraBot(commands.Bot):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=discord.Intents(guilds=True),
+            # Nothing the bot sends may ping anyone unless a message opts in explicitly.
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.settings = settings
+        self.pipeline: Pipeline | None = None
+        self.coalescer = EditCoalescer()
+        self._stack = contextlib.AsyncExitStack()
+        self._runner_task: asyncio.Task[None] | None = None
+
+    def require_pipeline(self) -> Pipeline:
+        if self.pipeline is None:
+            raise NotReady("pipeline not started")
+        return self.pipeline
+
+    async def setup_hook(self) -> None:
+        session = await self._stack.enter_async_context(aiohttp.ClientSession())
+        notifier = DiscordNotifier(self, self.coalescer)
+        self.pipeline = await self._stack.enter_async_context(
+            open_pipeline(self.settings, session, notifier, start_runner=False)
+        )
+        self.tree.on_error = self.on_app_command_error
+        self.add_dynamic_items(CancelButton)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        if self.settings.sync_commands:
+            await self._sync_commands()
+        # Jobs resume once guilds are known (their upload limits decide how videos are posted).
+        self._runner_task = asyncio.create_task(self._start_runner(), name="start-runner")
+
+    async def _start_runner(self) -> None:
+        await self.wait_until_ready()
+        assert self.pipeline is not None  # noqa: S101 - set in setup_hook
+        await self.pipeline.runner.start()
+        log.info("job runner started with provider %s", self.pipeline.provider.name)
+
+    async def _sync_commands(self) -> None:
+        guild_id = self.settings.discord_guild_id
+        if guild_id:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+        else:
+            synced = await self.tree.sync()
+        log.info("synced %d commands %s", len(synced), f"to guild {guild_id}" if guild_id else "globally")
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) to %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    async def on_app_command_error(
+        self, interaction: discord.Interaction[SoraBot], error: app_commands.AppCommandError
+    ) -> None:
+        """The one place an unexpected command error becomes a polite reply."""
+        original = getattr(error, "original", error)
+        if isinstance(original, BotError):
+            message = original.user_message
+        elif isinstance(error, app_commands.CheckFailure):
+            message = "You are not allowed to use this command here."
+        else:
+            log.error("command %s failed", interaction.command and interaction.command.name, exc_info=original)
+            message = "Something went wrong on our side. Nothing was charged; please try again."
+        with contextlib.suppress(discord.HTTPException):
+            if interaction.response.is_done():
+                await interaction.followup.send(message, ephemeral=True)
+            else:
+                await interaction.response.send_message(message, ephemeral=True)
+
+    async def close(self) -> None:
+        if self._runner_task is not None:
+            self._runner_task.cancel()
+        await self.coalescer.aclose()
+        await self._stack.aclose()
+        await super().close()

@@ -1,0 +1,84 @@
+"""How a job looks in its channel status message: one embed plus a Cancel button."""
+
+from __future__ import annotations
+
+import time
+
+import discord
+
+from bot.jobs.model import Job, State
+from bot.providers.base import is_portrait
+
+BAR_CELLS = 20
+_COLOURS = {
+    State.SUCCEEDED: discord.Colour.green(),
+    State.FAILED: discord.Colour.red(),
+    State.CANCELLED: discord.Colour.light_grey(),
+}
+_HEADLINES = {
+    State.QUEUED: "⏳ Queued",
+    State.SUBMITTING: "📨 Sending to the video provider",
+    State.RUNNING: "🎬 Generating",
+    State.DOWNLOADING: "⬇️ Downloading the result",
+    State.DELIVERING: "📤 Posting the video",
+    State.SUCCEEDED: "✅ Done",
+    State.FAILED: "❌ Failed",
+    State.CANCELLED: "🚫 Cancelled",
+}
+
+
+def progress_bar(percent: float) -> str:
+    filled = round(BAR_CELLS * max(0.0, min(percent, 100.0)) / 100)
+    return "█" * filled + "░" * (BAR_CELLS - filled)
+
+
+def short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def settings_line(job: Job) -> str:
+    shape = "portrait" if is_portrait(job.size) else "landscape"
+    return f"{job.model} · {job.seconds} s · {job.size} ({shape})"
+
+
+def elapsed(job: Job, now: float | None = None) -> str:
+    end = job.finished_at or (time.time() if now is None else now)
+    seconds = max(0, int(end - job.created_at))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def state_line(job: Job) -> str:
+    headline = _HEADLINES[job.state]
+    if job.state is State.QUEUED and job.queue_position:
+        return f"{headline} — position {job.queue_position} in line"
+    if job.state is State.RUNNING:
+        if job.progress is not None:
+            return f"{headline}\n`{progress_bar(job.progress)}` {job.progress:.0f}%"
+        return f"{headline} (the provider gives no progress figure)"
+    if job.state in (State.FAILED, State.CANCELLED) and job.error_message:
+        return f"{headline}: {job.error_message}"
+    return headline
+
+
+def status_embed(job: Job) -> discord.Embed:
+    """The status message body. Mentions inside embeds never ping, so the requester is named safely."""
+    embed = discord.Embed(
+        title=f"Sora video #{job.id}",
+        description=short(discord.utils.escape_markdown(job.prompt), 1500),
+        colour=_COLOURS.get(job.state, discord.Colour.blurple()),
+    )
+    embed.add_field(name="Settings", value=settings_line(job), inline=False)
+    embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
+    embed.add_field(name="Elapsed", value=elapsed(job), inline=True)
+    embed.add_field(name="Status", value=short(state_line(job), 1000), inline=False)
+    if job.state is State.SUCCEEDED and job.result_url:
+        embed.add_field(name="Video", value=job.result_url, inline=False)
+    if job.delivery_note:
+        embed.set_footer(text=short(job.delivery_note, 300))
+    return embed
+
+
+def render_key(job: Job) -> tuple[object, ...]:
+    """What makes two renders different; progress-only differences are the ones that get throttled."""
+    return (job.state, job.queue_position, job.error_message, job.result_url, job.delivery_note)
