@@ -34,6 +34,10 @@ from bot.errors import (
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+# Answers proving a job-creating request was NOT taken. A 500 or 504, a timeout or a dropped
+# connection may come after the provider created the job, and no provider offers an idempotency
+# key: re-sending those could make (and bill) the video twice.
+CREATE_RETRY_STATUSES = frozenset({429, 502, 503})
 MAX_SERVER_DELAY = 60.0
 CHUNK = 64 * 1024
 
@@ -149,13 +153,17 @@ class HttpClient:
     max_server_delay: float = MAX_SERVER_DELAY
     request_timeout: float = 60.0
     out_of_credits: tuple[int, ...] = ()
+    remap: Callable[[ProviderError], ProviderError] | None = field(default=None, repr=False)
+    """A provider's own corrections to the generic status mapping (e.g. Sora2API's 455 = maintenance)."""
+    create_retry_statuses: frozenset[int] = CREATE_RETRY_STATUSES
     sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
 
     def error(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> ProviderError:
         message = redact(error_message_from_body(body), self.secrets)
-        return error_for_status(
+        error = error_for_status(
             status, message, provider=self.provider, headers=headers, out_of_credits=self.out_of_credits
         )
+        return self.remap(error) if self.remap is not None else error
 
     async def request(
         self,
@@ -224,6 +232,30 @@ class HttpClient:
             await self.sleep(delay)
         assert last_error is not None  # noqa: S101 - loop always sets it before breaking
         raise last_error
+
+    async def create(self, method: str, url: str, **kwargs: Any) -> Response:
+        """Send a job-creating request, retrying only answers in ``create_retry_statuses``."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self.request(method, url, retry=False, **kwargs)
+            except ProviderError as exc:
+                if exc.status not in self.create_retry_statuses or attempt == self.max_retries:
+                    raise
+                delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    delay = min(exc.retry_after, self.max_server_delay)
+                log.info(
+                    "%s %s %s not taken (%s); retry %d/%d in %.1fs",
+                    self.provider,
+                    method,
+                    _path(url),
+                    exc.status,
+                    attempt + 1,
+                    self.max_retries,
+                    delay,
+                )
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
 
     async def download(
         self,

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
-from bot.errors import InvalidRequest, MediaError, ProviderError, RateLimited, redact
+from bot.errors import InvalidRequest, MediaError, ProviderError, redact
 from bot.providers.base import (
     ALL_SIZES,
     LANDSCAPE,
@@ -30,7 +30,7 @@ from bot.providers.base import (
     parse_size,
 )
 from bot.providers.failures import classify_failure
-from bot.providers.http import HttpClient, Response, backoff_delay, parse_poll_after
+from bot.providers.http import HttpClient, Response, parse_poll_after
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,6 @@ class OpenAIVideosProvider:
         self._base = base_url.rstrip("/")
         self._secrets = (api_key,)
         self._headers = {"Authorization": f"Bearer {api_key}"}
-        self._max_retries = max_retries
         self._http = HttpClient(
             session, provider="openai", secrets=self._secrets, base_delay=retry_base_delay, max_retries=max_retries
         )
@@ -179,34 +178,8 @@ class OpenAIVideosProvider:
     async def _create(
         self, method: str, url: str, *, data: Callable[[], aiohttp.FormData] | None = None, json_body: Any = None
     ) -> Response:
-        """Send a job-creating request, retrying only answers that prove nothing was created.
-
-        The API has no idempotency key, so a connection error or timeout after the body left us may
-        mean the job exists: re-sending could make (and bill) it twice, so those are not retried.
-        An explicit 429/5xx answer is the server telling us it did not take the job: retry those.
-        """
-        for attempt in range(self._max_retries + 1):
-            try:
-                return await self._http.request(
-                    method, url, headers=self._headers, data=data, json_body=json_body, retry=False
-                )
-            except ProviderError as exc:
-                if exc.status is None or not exc.retryable or attempt == self._max_retries:
-                    raise
-                delay = backoff_delay(attempt, base=self._http.base_delay, cap=self._http.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self._http.max_server_delay)
-                log.info(
-                    "openai: %s %s answered %s; retry %d/%d in %.2fs",
-                    method,
-                    url.removeprefix(self._base),
-                    exc.status,
-                    attempt + 1,
-                    self._max_retries,
-                    delay,
-                )
-                await self._http.sleep(delay)
-        raise AssertionError("unreachable")
+        """Send a job-creating request; only "not taken" answers are re-sent (HttpClient.create)."""
+        return await self._http.create(method, url, headers=self._headers, data=data, json_body=json_body)
 
     def _video_id(self, body: Any, what: str) -> str:
         if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:

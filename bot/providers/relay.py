@@ -29,12 +29,11 @@ from bot.errors import (
     ProviderOutOfCredits,
     ProviderRequestRejected,
     ProviderUnavailable,
-    RateLimited,
     redact,
 )
 from bot.providers.base import LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest, is_portrait
 from bot.providers.failures import classify_failure
-from bot.providers.http import HttpClient, backoff_delay, error_message_from_body
+from bot.providers.http import HttpClient, error_message_from_body
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,6 @@ class RelayProvider:
     ) -> None:
         self._api_key = api_key
         self._base = base_url.rstrip("/")
-        self._max_retries = max_retries
         self._callback_url_for = callback_url_for
         self._http = HttpClient(
             session,
@@ -81,6 +79,7 @@ class RelayProvider:
             out_of_credits=(402,),
             base_delay=retry_base_delay,
             max_retries=max_retries,
+            remap=_remap,
         )
 
     def validate(self, request: VideoRequest) -> None:
@@ -145,36 +144,15 @@ class RelayProvider:
         return None
 
     async def _call(self, method: str, url: str, *, json_body: Any = None, resend: bool) -> dict[str, Any]:
-        """One API call with our own retry loop.
-
-        ``resend=False`` (submit): the relay has no idempotency key, so a dropped connection may
-        have created a task already; only explicit "busy" answers (429/5xx with a status) are tried
-        again, never a connection error, and never a 504 (the gateway may have forwarded it).
-        """
+        """One API call. ``resend=False`` (submit) re-sends only "not taken" answers (HttpClient.create)."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(method, url, headers=headers, json_body=json_body, retry=False)
-            except ProviderError as raw:
-                exc = _remap(raw)
-                may_retry = exc.retryable and (resend or (exc.status is not None and exc.status != 504))
-                if not may_retry or attempt >= self._max_retries:
-                    if exc is raw:
-                        raise
-                    raise exc from raw
-                delay = backoff_delay(attempt, base=self._http.base_delay, cap=self._http.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self._http.max_server_delay)
-                log.info("%s %s failed (%s); retry %d in %.2fs", NAME, method, exc.detail, attempt + 1, delay)
-                await self._http.sleep(delay)
-                attempt += 1
-                continue
-            if not isinstance(response.body, dict):
-                raise ProviderUnavailable(
-                    redact(f"{NAME}: {method} answered a non-JSON body: {str(response.body)[:200]}", (self._api_key,))
-                )
-            return response.body
+        send = self._http.request if resend else self._http.create
+        response = await send(method, url, headers=headers, json_body=json_body)
+        if not isinstance(response.body, dict):
+            raise ProviderUnavailable(
+                redact(f"{NAME}: {method} answered a non-JSON body: {str(response.body)[:200]}", (self._api_key,))
+            )
+        return response.body
 
 
 def _remap(exc: ProviderError) -> ProviderError:

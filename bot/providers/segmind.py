@@ -22,13 +22,12 @@ import aiohttp
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, redact
 from bot.providers.base import ALL_SIZES, LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
-from bot.providers.http import HttpClient, backoff_delay, error_message_from_body
+from bot.providers.http import HttpClient, error_message_from_body
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.segmind.com"
 # Answers that prove the server did NOT take the job, so sending it again cannot double-submit.
-SUBMIT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _RESULT_CACHE_SIZE = 256
 
 
@@ -157,26 +156,8 @@ class SegmindProvider:
     async def submit(self, request: VideoRequest) -> str:
         self.validate(request)
         url = f"{self._base}/v2/{quote(request.model, safe='')}"
-        resp = None
-        # Segmind has no idempotency key, so a submit is re-sent only when the server answered
-        # that it did not take it (429/502/503/504). A connection error or timeout may strike
-        # after the job was accepted: re-sending could make (and charge) the video twice, so
-        # HttpClient's own retry is off and those errors go straight up.
-        for attempt in range(self._http.max_retries + 1):
-            try:
-                resp = await self._http.request(
-                    "POST", url, headers=self._headers, json_body=request_body(request), retry=False
-                )
-                break
-            except (RateLimited, ProviderUnavailable) as exc:
-                if exc.status not in SUBMIT_RETRY_STATUSES or attempt == self._http.max_retries:
-                    raise
-                delay = backoff_delay(attempt, base=self._http.base_delay, cap=self._http.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self._http.max_server_delay)
-                log.info("segmind submit refused (%s); retry %d in %.1fs", exc.detail, attempt + 1, delay)
-                await self._http.sleep(delay)
-        assert resp is not None  # noqa: S101 - the loop either breaks with a response or raises
+        # No idempotency key: only "not taken" answers are re-sent (HttpClient.create).
+        resp = await self._http.create("POST", url, headers=self._headers, json_body=request_body(request))
         body = resp.body if isinstance(resp.body, Mapping) else {}
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:

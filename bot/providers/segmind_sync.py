@@ -31,10 +31,15 @@ from bot.errors import (
 )
 from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
-from bot.providers.http import HttpClient, backoff_delay, error_message_from_body, stream_to_file
+from bot.providers.http import (
+    CREATE_RETRY_STATUSES,
+    HttpClient,
+    backoff_delay,
+    error_message_from_body,
+    stream_to_file,
+)
 from bot.providers.segmind import (
     DEFAULT_BASE_URL,
-    SUBMIT_RETRY_STATUSES,
     SegmindHttpClient,
     request_body,
     segmind_capabilities,
@@ -181,7 +186,7 @@ class SegmindSyncProvider:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._read_timeout)
         http = self._http
         for attempt in range(http.max_retries + 1):
-            # v1 has no idempotency: only an answer saying the job was NOT taken (429/502/503/504)
+            # v1 has no idempotency: only an answer saying the job was NOT taken (CREATE_RETRY_STATUSES)
             # is retried. A connection error may come after the server started the (charged)
             # generation, so it fails the job instead of sending it twice.
             try:
@@ -204,7 +209,7 @@ class SegmindSyncProvider:
                 raise ProviderUnavailable(
                     redact(f"{self.name}: POST {url}: {type(exc).__name__}: {exc}", http.secrets)
                 ) from exc
-            if error.status not in SUBMIT_RETRY_STATUSES or attempt == http.max_retries:
+            if error.status not in CREATE_RETRY_STATUSES or attempt == http.max_retries:
                 raise error
             delay = backoff_delay(attempt, base=http.base_delay, cap=http.max_delay)
             if isinstance(error, RateLimited) and error.retry_after is not None:

@@ -27,12 +27,11 @@ from bot.errors import (
     ProviderError,
     ProviderRequestRejected,
     ProviderUnavailable,
-    RateLimited,
     redact,
 )
 from bot.providers.base import LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest, is_portrait
 from bot.providers.failures import classify_failure
-from bot.providers.http import HttpClient, backoff_delay
+from bot.providers.http import CREATE_RETRY_STATUSES, HttpClient
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +92,6 @@ class Sora2ApiProvider:
     ) -> None:
         self._api_key = api_key
         self._base = base_url.rstrip("/") + "/" + path_prefix.strip("/")
-        self._max_retries = max_retries
         self._callback_url_for = callback_url_for
         self._http = HttpClient(
             session,
@@ -102,6 +100,8 @@ class Sora2ApiProvider:
             out_of_credits=(402,),
             base_delay=retry_base_delay,
             max_retries=max_retries,
+            remap=_remap,
+            create_retry_statuses=CREATE_RETRY_STATUSES | {455},  # 455: down for maintenance, nothing taken
         )
 
     def validate(self, request: VideoRequest) -> None:
@@ -163,45 +163,18 @@ class Sora2ApiProvider:
         params: Mapping[str, str] | None = None,
         resend: bool,
     ) -> dict[str, Any]:
-        """One API call with our own retry loop.
-
-        ``resend=False`` (generate): the API has no idempotency key, so a dropped connection may
-        have created a task already; only explicit "busy" answers (429/5xx with a status) are tried
-        again, never a connection error, and never a 504 (the gateway may have forwarded it).
-        """
+        """One API call. ``resend=False`` (generate) re-sends only "not taken" answers (HttpClient.create)."""
         headers = {"Authorization": f"Bearer {self._api_key}"}
-        attempt = 0
-        while True:
-            try:
-                response = await self._http.request(
-                    method,
-                    url,
-                    headers=headers,
-                    json_body=json_body,
-                    params=params,
-                    envelope_status=envelope_code,
-                    retry=False,
-                )
-            except ProviderError as raw:
-                exc = _remap(raw)
-                may_retry = exc.retryable and (resend or (exc.status is not None and exc.status != 504))
-                if not may_retry or attempt >= self._max_retries:
-                    if exc is raw:
-                        raise
-                    raise exc from raw
-                delay = backoff_delay(attempt, base=self._http.base_delay, cap=self._http.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self._http.max_server_delay)
-                log.info("%s %s failed (%s); retry %d in %.2fs", NAME, method, exc.detail, attempt + 1, delay)
-                await self._http.sleep(delay)
-                attempt += 1
-                continue
-            body = response.body
-            if not isinstance(body, dict):
-                raise ProviderUnavailable(
-                    redact(f"{NAME}: {method} answered a non-JSON body: {str(body)[:200]}", (self._api_key,))
-                )
-            return body
+        send = self._http.request if resend else self._http.create
+        response = await send(
+            method, url, headers=headers, json_body=json_body, params=params, envelope_status=envelope_code
+        )
+        body = response.body
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(
+                redact(f"{NAME}: {method} answered a non-JSON body: {str(body)[:200]}", (self._api_key,))
+            )
+        return body
 
 
 # --- parsing (pure) ----------------------------------------------------------------------------
