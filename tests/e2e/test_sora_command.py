@@ -196,3 +196,28 @@ async def test_jobs_lists_recent_videos() -> None:
         await ia.wait_callback(timeout=3)
         listing = await w.discord.wait_for(lambda: ia.followups and ia.followups[-1], 10)
         assert "first clip" in str(listing.embeds) and "succeeded" in str(listing.embeds)
+
+
+async def test_injected_429s_on_edits_and_uploads_are_waited_out() -> None:
+    async with world("relay", run_seconds=2.0) as w:
+        w.discord.inject(429, path_contains="/messages/", method="PATCH", times=3, headers={"Retry-After": "0.5"})
+        w.discord.inject(429, path_contains="/messages", method="POST", times=1, headers={"Retry-After": "0.5"})
+        await w.sora("rate limited", duration=4)
+        await w.wait_video()
+        await w.wait_status("Done")
+        assert w.discord.count_429 >= 3
+        await asyncio.sleep(1.0)
+        assert len(w.videos()) == 1
+
+
+async def test_channel_deleted_mid_job_fails_quietly_and_refunds() -> None:
+    async with world("relay", run_seconds=3.0) as w:
+        await w.sora("nowhere to go", duration=4)
+        await w.wait_status("Generating")
+        await w.discord.delete_channel(w.discord.channel.id)
+        await w.discord.wait_for(
+            lambda: w.db_rows("SELECT state FROM jobs") == [("failed",)], 30, what="the job to fail"
+        )
+        assert dict(w.db_rows("SELECT kind, SUM(amount) FROM ledger GROUP BY kind")) == {"reserve": 4, "refund": 4}
+        gone = [r for r in w.discord.requests if r.status == 404 and str(w.discord.channel.id) in r.path]
+        assert len(gone) <= 3, f"kept knocking on a deleted channel: {len(gone)} 404s"
