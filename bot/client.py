@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.config import Settings
 from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.notifier import DiscordNotifier
+from bot.discord_ui.starter import JobStarter
 from bot.discord_ui.views import CancelButton
 from bot.errors import BotError, NotReady
 from bot.pipeline import Pipeline, open_pipeline
@@ -35,6 +36,7 @@ class SoraBot(commands.Bot):
         self.settings = settings
         self.pipeline: Pipeline | None = None
         self.coalescer = EditCoalescer()
+        self.starter = JobStarter(self)
         self._stack = contextlib.AsyncExitStack()
         self._runner_task: asyncio.Task[None] | None = None
 
