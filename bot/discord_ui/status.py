@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import discord
 
 from bot.jobs.model import Job, State
@@ -41,9 +39,12 @@ def settings_line(job: Job) -> str:
     return f"{job.model} · {job.seconds} s · {job.size} ({shape})"
 
 
-def elapsed(job: Job, now: float | None = None) -> str:
-    end = job.finished_at or (time.time() if now is None else now)
-    seconds = max(0, int(end - job.created_at))
+def elapsed(job: Job) -> str:
+    """Running jobs show Discord's live relative timestamp (it ticks in every client without a
+    single edit, so no edit budget is spent on a clock); finished ones show the total."""
+    if job.finished_at is None:
+        return f"started <t:{int(job.created_at)}:R>"
+    seconds = max(0, int(job.finished_at - job.created_at))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
@@ -70,7 +71,7 @@ def status_embed(job: Job) -> discord.Embed:
     embed.add_field(name="Settings", value=settings_line(job), inline=False)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
-    embed.add_field(name="Elapsed", value=elapsed(job), inline=True)
+    embed.add_field(name="Time", value=elapsed(job), inline=True)
     embed.add_field(name="Status", value=short(state_line(job), 1000), inline=False)
     if job.state is State.SUCCEEDED and job.result_url:
         embed.add_field(name="Video", value=job.result_url, inline=False)
