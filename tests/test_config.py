@@ -1,0 +1,159 @@
+"""Settings: defaults, one-line errors naming the variable, environment over .env, secrets never printed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import bot.config
+from bot.config import PROVIDERS, Secret, Settings, load_settings
+from bot.errors import ConfigError
+
+KEYS = {
+    "SEGMIND_API_KEY": "sg-SECRET-segmind-0123456789",
+    "SORA2API_API_KEY": "s2a-SECRET-sora2api-0123456789",
+    "RELAY_API_KEY": "sk-SECRET-relay-0123456789",
+    "OPENAI_API_KEY": "sk-SECRET-openai-0123456789",
+    "DISCORD_TOKEN": "discord-SECRET-token-0123456789",
+}
+
+
+def _setting_names() -> set[str]:
+    """Every variable config.py reads (so a stray one in the developer's shell cannot leak in)."""
+    source = Path(bot.config.__file__).read_text(encoding="utf-8")
+    return set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', source))
+
+
+@pytest.fixture
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in _setting_names() | set(KEYS):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults_without_any_key_are_the_demo_provider() -> None:
+    settings = load_settings({})
+    assert settings.provider == "demo"
+    assert settings.daily_credits == 40
+    assert settings.max_running_jobs == 4
+    assert settings.max_running_jobs_per_user == 1
+    assert settings.openai_base_url == "https://api.openai.com/v1"
+    assert settings.database_path == Path("data/bot.db")
+    assert settings.secrets() == ()
+
+
+@pytest.mark.parametrize(
+    ("key", "provider"),
+    [
+        ("SEGMIND_API_KEY", "segmind"),
+        ("SORA2API_API_KEY", "sora2api"),
+        ("OPENAI_API_KEY", "openai"),
+    ],
+)
+def test_provider_defaults_to_the_one_whose_key_is_set(key: str, provider: str) -> None:
+    settings = load_settings({key: KEYS[key]})
+    assert settings.provider == provider
+
+
+def test_relay_key_picks_relay_when_its_base_url_is_set() -> None:
+    settings = load_settings({"RELAY_API_KEY": KEYS["RELAY_API_KEY"], "RELAY_BASE_URL": "https://relay.example.com/"})
+    assert settings.provider == "relay"
+    assert settings.relay_base_url == "https://relay.example.com"  # trailing slash trimmed
+    assert settings.relay_api_key.get() == KEYS["RELAY_API_KEY"]
+
+
+def test_explicit_provider_wins_over_a_present_key() -> None:
+    settings = load_settings({"PROVIDER": "Demo", "OPENAI_API_KEY": KEYS["OPENAI_API_KEY"]})
+    assert settings.provider == "demo"
+
+
+@pytest.mark.parametrize(
+    ("env", "variable", "allowed"),
+    [
+        ({"PROVIDER": "midjourney"}, "PROVIDER", ", ".join(PROVIDERS)),
+        ({"DAILY_CREDITS": "abc"}, "DAILY_CREDITS", "whole number"),
+        ({"DAILY_CREDITS": "-3"}, "DAILY_CREDITS", ">= 0"),
+        ({"MAX_RUNNING_JOBS": "0"}, "MAX_RUNNING_JOBS", ">= 1"),
+        ({"SEGMIND_BASE_URL": "api.segmind.com"}, "SEGMIND_BASE_URL", "http or https URL"),
+        ({"SEGMIND_BASE_URL": "ftp://api.segmind.com"}, "SEGMIND_BASE_URL", "http or https URL"),
+        ({"OPENAI_BASE_URL": "https://api.openai.com"}, "OPENAI_BASE_URL", "end in /v1"),
+        ({"OPENAI_BASE_URL": "https://relay.example.com/v1/videos"}, "OPENAI_BASE_URL", "end in /v1"),
+        ({"PROVIDER": "openai"}, "OPENAI_API_KEY", "required when PROVIDER=openai"),
+        ({"PROVIDER": "segmind-sync"}, "SEGMIND_API_KEY", "required when PROVIDER=segmind-sync"),
+        ({"PROVIDER": "sora2api"}, "SORA2API_API_KEY", "required when PROVIDER=sora2api"),
+        ({"PROVIDER": "relay", "RELAY_API_KEY": "k" * 12}, "RELAY_BASE_URL", "required when PROVIDER=relay"),
+        ({"SYNC_COMMANDS": "maybe"}, "SYNC_COMMANDS", "1/0"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
+        ({"DATABASE_URL": "postgres://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
+        ({"DISCORD_GATEWAY_URL": "https://gateway.example"}, "DISCORD_GATEWAY_URL", "ws or wss URL"),
+    ],
+)
+def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
+    env: dict[str, str], variable: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(variable), message
+    assert allowed in message, message
+
+
+def test_a_database_url_error_does_not_echo_credentials() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"DATABASE_URL": "postgres://admin:hunter2-password@db.example/bot"})
+    assert "hunter2-password" not in str(caught.value)
+
+
+def test_real_environment_wins_over_dotenv(tmp_path: Path, clean_environ: pytest.MonkeyPatch) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DAILY_CREDITS=99\nMAX_RUNNING_JOBS=9\nPROVIDER=demo\n", encoding="utf-8")
+    clean_environ.setenv("DAILY_CREDITS", "7")
+    settings = load_settings(dotenv_path=dotenv)
+    assert settings.daily_credits == 7  # from the environment
+    assert settings.max_running_jobs == 9  # only in .env
+    assert settings.provider == "demo"
+
+
+def test_dotenv_errors_are_reported_like_environment_errors(tmp_path: Path, clean_environ: pytest.MonkeyPatch) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("DAILY_CREDITS=lots\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^DAILY_CREDITS"):
+        load_settings(dotenv_path=dotenv)
+
+
+def test_missing_dotenv_file_is_fine(tmp_path: Path, clean_environ: pytest.MonkeyPatch) -> None:
+    settings = load_settings(dotenv_path=tmp_path / "absent.env")
+    assert settings.provider == "demo"
+
+
+def test_no_secret_value_appears_in_repr_or_str() -> None:
+    env = {
+        **KEYS,
+        "PROVIDER": "relay",
+        "RELAY_BASE_URL": "https://relay.example.com",
+    }
+    settings = load_settings(env)
+    texts = [repr(settings), str(settings), repr(settings.relay_api_key), str(settings.openai_api_key)]
+    for text in texts:
+        for value in KEYS.values():
+            assert value not in text
+    assert "Secret('***')" in repr(settings)
+    assert set(settings.secrets()) == set(KEYS.values())
+
+
+def test_secret_behaves_like_a_value_without_printing_itself() -> None:
+    secret = Secret("abcd-1234-SECRET")
+    assert secret.get() == "abcd-1234-SECRET"
+    assert secret == Secret("abcd-1234-SECRET")
+    assert secret != Secret("other")
+    assert bool(secret) and not Secret("")
+    assert "abcd" not in f"{secret} {secret!r} {[secret]}"
+    assert repr(Secret("")) == "Secret('')"
+
+
+def test_settings_defaults_match_load_settings_defaults() -> None:
+    # The dataclass defaults (used by tests and the CLI) and the parser's defaults must not drift apart.
+    assert Settings() == load_settings({})
