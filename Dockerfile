@@ -14,8 +14,15 @@ USER sora
 VOLUME ["/app/data"]
 ENV DATABASE_URL=sqlite:////app/data/bot.db DATA_DIR=/app/data
 
-# The process is healthy while it can open its database (HTTP /healthz comes with HTTP_PORT).
-HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import sqlite3; sqlite3.connect('file:/app/data/bot.db?mode=ro', uri=True).execute('select 1')"
+# /healthz, /metrics and provider callbacks (see README "Running as a service"); HTTP_PORT= turns them off.
+ENV HTTP_PORT=8080 HTTP_HOST=0.0.0.0
+EXPOSE 8080
+
+# Healthy = /healthz answers 200 (gateway connected, database reachable); without HTTP_PORT, the
+# database file can at least be opened.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, sqlite3, urllib.request as r; p = os.environ.get('HTTP_PORT'); \
+p and r.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=4); \
+p or sqlite3.connect('file:/app/data/bot.db?mode=ro', uri=True).execute('select 1')"
 
 CMD ["python", "-m", "bot"]

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc.detail}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level if args.command is None else "WARNING")
+    setup_logging(
+        settings.log_level if args.command is None else "WARNING", fmt=settings.log_format, secrets=settings.secrets()
+    )
     if args.command == "generate":
         return asyncio.run(cli.generate(args, settings))
     from bot.discord_app import run_bot
