@@ -17,11 +17,15 @@ from bot.discord_ui.notifier import DiscordNotifier
 from bot.discord_ui.starter import JobStarter
 from bot.discord_ui.views import CancelButton
 from bot.errors import BotError, NotReady
+from bot.metrics import DiscordRateLimitCounter, Metrics
+from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
+from bot.storage.guilds import GuildSettingsRepository
+from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.sora", "cogs.jobs")
+EXTENSIONS = ("cogs.sora", "cogs.jobs", "cogs.admin", "cogs.credits", "cogs.creative")
 
 
 class SoraBot(commands.Bot):
@@ -35,6 +39,14 @@ class SoraBot(commands.Bot):
         )
         self.settings = settings
         self.pipeline: Pipeline | None = None
+        self.metrics = Metrics()
+        self.web: WebServer | None = None
+        self.guild_settings: GuildSettingsRepository | None = None
+        self.policy_defaults = Defaults(
+            cooldown_seconds=settings.cooldown_seconds,
+            max_jobs_per_user=settings.max_pending_jobs_per_user,
+            daily_allowance=settings.daily_credits,
+        )
         self.coalescer = EditCoalescer()
         self.starter = JobStarter(self)
         self._stack = contextlib.AsyncExitStack()
@@ -45,12 +57,20 @@ class SoraBot(commands.Bot):
             raise NotReady("pipeline not started")
         return self.pipeline
 
+    def require_guild_settings(self) -> GuildSettingsRepository:
+        if self.guild_settings is None:
+            raise NotReady("guild settings not loaded")
+        return self.guild_settings
+
     async def setup_hook(self) -> None:
         session = await self._stack.enter_async_context(aiohttp.ClientSession())
         notifier = DiscordNotifier(self, self.coalescer)
         self.pipeline = await self._stack.enter_async_context(
-            open_pipeline(self.settings, session, notifier, start_runner=False)
+            open_pipeline(self.settings, session, notifier, start_runner=False, metrics=self.metrics)
         )
+        await self._start_service(self.pipeline)
+        self.guild_settings = GuildSettingsRepository(self.pipeline.repo)
+        notifier.guild_settings = self.guild_settings  # the audit channel of each server
         self.tree.on_error = self.on_app_command_error
         self.add_dynamic_items(CancelButton)
         for extension in EXTENSIONS:
@@ -59,6 +79,34 @@ class SoraBot(commands.Bot):
             await self._sync_commands()
         # Jobs resume once guilds are known (their upload limits decide how videos are posted).
         self._runner_task = asyncio.create_task(self._start_runner(), name="start-runner")
+
+    async def _start_service(self, pipeline: Pipeline) -> None:
+        """Count Discord 429s, and serve /healthz, /metrics and /callbacks when HTTP_PORT is set."""
+        counter = DiscordRateLimitCounter(self.metrics)
+        discord_logger = logging.getLogger("discord")
+        discord_logger.addHandler(counter)
+        self._stack.callback(discord_logger.removeHandler, counter)
+        if self.settings.http_port is None:
+            return
+
+        async def database_ok() -> bool:
+            await pipeline.repo.ping()
+            return True
+
+        self.web = WebServer(
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            metrics=self.metrics,
+            checks={"gateway": self._gateway_connected, "database": database_ok},
+            callbacks=pipeline.callbacks,
+            wake=pipeline.runner.wake,
+        )
+        await self.web.start()
+        self._stack.push_async_callback(self.web.stop)
+
+    async def _gateway_connected(self) -> bool:
+        # ``ws`` stays the last socket while discord.py reconnects: it must be ready AND still open.
+        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
 
     async def _start_runner(self) -> None:
         await self.wait_until_ready()

@@ -84,8 +84,20 @@ class Settings:
     daily_credits: int = 40
     credits_per_second: int = 1
     pro_credit_multiplier: int = 3
+    allow_private_results: bool = True
+    """``/sora private:true`` (the video goes to the requester's DMs) is offered."""
+    # Defaults for every server until its admins change them with /sora-admin.
+    cooldown_seconds: int = 30
+    max_pending_jobs_per_user: int = 2
 
     log_level: str = "INFO"
+    log_format: str = "text"
+
+    http_port: int | None = None
+    """Serve /healthz, /metrics and provider callbacks on this port (None = no HTTP server)."""
+    http_host: str = "127.0.0.1"
+    public_base_url: str = ""
+    """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text that may have picked one up."""
@@ -131,8 +143,8 @@ def _parse(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
         return value
 
-    def boolean(name: str) -> bool:
-        raw = get(name, "0").lower()
+    def boolean(name: str, default: str = "0") -> bool:
+        raw = get(name, default).lower()
         if raw in ("1", "true", "yes", "on"):
             return True
         if raw in ("0", "false", "no", "off"):
@@ -168,6 +180,13 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    log_format = get("LOG_FORMAT", "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, got {log_format!r}")
+    http_port = integer("HTTP_PORT", 0, minimum=1) if get("HTTP_PORT") else None
+    if http_port is not None and http_port > 65535:
+        raise ConfigError(f"HTTP_PORT must be a port number between 1 and 65535, got {http_port}")
+
     return Settings(
         provider=provider,
         segmind_api_key=Secret(get("SEGMIND_API_KEY")),
@@ -195,5 +214,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
         daily_credits=integer("DAILY_CREDITS", 40),
         credits_per_second=integer("CREDITS_PER_SECOND", 1),
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
+        allow_private_results=boolean("ALLOW_PRIVATE_RESULTS", "1"),
+        cooldown_seconds=integer("COOLDOWN_SECONDS", 30),
+        max_pending_jobs_per_user=integer("MAX_PENDING_JOBS_PER_USER", 2, minimum=1),
         log_level=log_level,
+        log_format=log_format,
+        http_port=http_port,
+        http_host=get("HTTP_HOST", "127.0.0.1"),
+        public_base_url=url("PUBLIC_BASE_URL"),
     )

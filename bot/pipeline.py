@@ -8,11 +8,13 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from bot.callbacks import Callbacks
 from bot.config import Settings
 from bot.credits.ledger import CreditPolicy
 from bot.jobs.notifier import Notifier
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService
+from bot.metrics import Metrics
 from bot.providers.base import VideoProvider
 from bot.providers.registry import build_provider
 from bot.storage.db import connect
@@ -25,6 +27,8 @@ class Pipeline:
     provider: VideoProvider
     runner: JobRunner
     service: JobService
+    metrics: Metrics
+    callbacks: Callbacks
 
 
 @contextlib.asynccontextmanager
@@ -36,10 +40,13 @@ async def open_pipeline(
     charge: bool = True,
     provider: VideoProvider | None = None,
     start_runner: bool = True,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Pipeline]:
     """Connect the database, build the provider, start the runner (resuming unfinished jobs)."""
+    metrics = metrics or Metrics()
     repo = Repository(await connect(settings.database_path))
-    provider = provider or build_provider(settings, session)
+    provider = provider or build_provider(settings, session, on_request=metrics.provider_request)
+    callbacks = Callbacks(repo, settings.public_base_url)
     runner = JobRunner(
         repo,
         provider,
@@ -50,13 +57,15 @@ async def open_pipeline(
         job_timeout=settings.job_timeout_seconds,
         max_result_bytes=settings.max_result_bytes,
         typical_job_seconds=settings.typical_job_seconds,
+        events=metrics,
+        callback_url=callbacks.url_for,
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
     service = JobService(repo, provider, runner, policy, data_dir=settings.data_dir, charge=charge)
     try:
         if start_runner:
             await runner.start()
-        yield Pipeline(repo, provider, runner, service)
+        yield Pipeline(repo, provider, runner, service, metrics, callbacks)
     finally:
         await runner.stop()
         await provider.aclose()

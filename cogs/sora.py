@@ -44,20 +44,27 @@ class SoraCog(commands.Cog):
         size: str,
         model: str,
         image: discord.Attachment | None,
+        private: bool = False,
     ) -> None:
         # Acknowledge first: Discord gives us 3 seconds, and everything below may take longer.
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
+            if private and not self.bot.settings.allow_private_results:
+                raise BotError(
+                    "private results are switched off",
+                    user_message="Private results are switched off on this bot; leave out private:true.",
+                )
             job = await self.bot.starter.start(
-                interaction, VideoRequest(prompt, duration, size, model), attachment=image
+                interaction, VideoRequest(prompt, duration, size, model), attachment=image, private=private
             )
         except BotError as exc:
             log.info("refused /sora from %s: %s", interaction.user.id, exc.detail)
             await interaction.followup.send(exc.user_message, ephemeral=True)
             return
         link = job_link(job)
+        where = " It will be sent to you by direct message." if private else ""
         await interaction.followup.send(
-            f"Your video #{job.id} is queued ({job.cost} credits reserved). Progress: {link}", ephemeral=True
+            f"Your video #{job.id} is queued ({job.cost} credits reserved). Progress: {link}{where}", ephemeral=True
         )
 
 
@@ -74,6 +81,7 @@ def build_sora_command(cog: SoraCog, seconds: tuple[int, ...]) -> app_commands.C
         size="Frame size (the tall/wide pro sizes need sora-2-pro)",
         model="sora-2 (faster, cheaper) or sora-2-pro (higher quality)",
         image="Optional reference image for the first frame (PNG, JPEG or WebP)",
+        private="Send the finished video to you by direct message instead of posting it here",
     )
     @app_commands.choices(duration=duration_choices, size=SIZE_CHOICES, model=MODEL_CHOICES)
     async def sora(
@@ -83,8 +91,9 @@ def build_sora_command(cog: SoraCog, seconds: tuple[int, ...]) -> app_commands.C
         size: str = LANDSCAPE,
         model: str = "sora-2",
         image: discord.Attachment | None = None,
+        private: bool = False,
     ) -> None:
-        await cog.sora(interaction, prompt, duration, size, model, image)
+        await cog.sora(interaction, prompt, duration, size, model, image, private)
 
     return sora
 

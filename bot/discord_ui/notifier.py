@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot.discord_ui.coalescer import EditCoalescer
-from bot.discord_ui.status import render_key, settings_line, short, status_embed
+from bot.discord_ui.result_views import result_view
+from bot.discord_ui.status import prompt_text, render_key, settings_line, status_embed
 from bot.discord_ui.views import job_view
 from bot.errors import DeliveryFailed
-from bot.jobs.model import Job
+from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.media.video import CannotShrink, shrink_to_fit_async
 
+if TYPE_CHECKING:
+    from bot.storage.guilds import GuildSettingsRepository
+
 log = logging.getLogger(__name__)
 
+DELIVERY_ATTEMPTS = 4
+DELIVERY_BACKOFF = 1.0
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Multipart framing and the JSON payload ride along with the file; keep clear of the exact limit.
 UPLOAD_MARGIN = 64 * 1024
+DMS_CLOSED_NOTE = "Your direct messages are closed, so your private video is posted here instead."
 
 
 def mib(size: int) -> str:
@@ -33,6 +42,8 @@ class DiscordNotifier:
         self.client = client
         self.coalescer = coalescer
         self._last_render: dict[int, tuple[object, ...]] = {}
+        self.guild_settings: GuildSettingsRepository | None = None
+        """Set by the bot once storage is open: where each server wants its audit log."""
 
     # --- status message -------------------------------------------------------------------------
 
@@ -44,7 +55,9 @@ class DiscordNotifier:
         urgent = self._last_render.get(job.id) != key
         self._last_render[job.id] = key
         message = self.client.get_partial_messageable(int(job.channel_id)).get_partial_message(message_id)
-        payload: dict[str, Any] = {"embed": status_embed(job), "view": job_view(job)}
+        # The balance costs a database read: only the final render (once credits settled) shows it.
+        balance = await self.balance_left(job) if job.state.terminal else None
+        payload: dict[str, Any] = {"embed": status_embed(job, balance_left=balance), "view": job_view(job)}
 
         async def edit(content: dict[str, Any]) -> None:
             await message.edit(**content)
@@ -54,6 +67,60 @@ class DiscordNotifier:
             self._last_render.pop(job.id, None)
             await self.coalescer.flush(message_id)
             self.coalescer.forget(message_id)
+        if job.state is State.SUCCEEDED:
+            await self.audit(job)
+
+    async def audit(self, job: Job) -> None:
+        """Record who made what in the server's audit channel, if it has one. Never raises: a missing
+        or forbidden audit channel must not disturb the job or its delivery."""
+        if self.guild_settings is None or not job.guild_id:
+            return
+        try:
+            settings = await self.guild_settings.get(job.guild_id)
+            if not settings.audit_channel_id:
+                return
+            channel = self.client.get_partial_messageable(int(settings.audit_channel_id), guild_id=int(job.guild_id))
+            embed = discord.Embed(
+                title=f"Video #{job.id}",
+                # The full prompt even for a private job: the audit log is the moderators' record.
+                description=discord.utils.escape_markdown(job.prompt)[:1500],
+                colour=discord.Colour.blurple(),
+            )
+            embed.add_field(name="By", value=f"<@{job.user_id}> ({job.user_id})", inline=True)
+            embed.add_field(name="Settings", value=settings_line(job), inline=True)
+            embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
+            result = job.result_url or "—"
+            embed.add_field(name="Result", value=f"{result} (sent privately)" if job.private else result, inline=False)
+            await channel.send(
+                embed=embed, nonce=f"sora-audit-{job.id}"[:25], allowed_mentions=discord.AllowedMentions.none()
+            )
+        except (discord.HTTPException, ValueError) as exc:
+            log.warning("job %s: could not post to the audit channel: %s", job.id, exc)
+
+    async def balance_left(self, job: Job) -> int | None:
+        """The requester's credits left in the job's server, or None when they cannot be read."""
+        pipeline = getattr(self.client, "pipeline", None)
+        if pipeline is None:
+            return None
+        try:
+            allowance = None
+            if self.guild_settings is not None and job.guild_id:
+                # The server's own daily allowance, when its admins set one.
+                allowance = (await self.guild_settings.get(job.guild_id)).daily_allowance
+            return (await pipeline.service.balance(job.guild_id, job.user_id, allowance=allowance)).total
+        except Exception:  # a display detail: never let it break a status edit or a delivery
+            log.exception("could not read the balance for job %s", job.id)
+            return None
+
+    async def _source_link(self, job: Job) -> str | None:
+        """For a Continue: a link to the clip this one continues, if it is still posted."""
+        pipeline = getattr(self.client, "pipeline", None)
+        if job.kind != "continue" or job.source_job_id is None or pipeline is None:
+            return None
+        source = await pipeline.repo.get_job(job.source_job_id)
+        if source is None or source.result_deleted_at or source.state is not State.SUCCEEDED:
+            return f"video #{job.source_job_id}"
+        return f"[video #{source.id}]({source.result_url})" if source.result_url else f"video #{source.id}"
 
     # --- delivery -------------------------------------------------------------------------------
 
@@ -72,25 +139,89 @@ class DiscordNotifier:
         channel = self.client.get_partial_messageable(
             int(job.channel_id), guild_id=int(job.guild_id) if job.guild_id else None
         )
-        limit = self.upload_limit(job) - UPLOAD_MARGIN
+        dm = await self._dm_channel(job) if job.private else None
+        # DMs have the base upload limit whatever the server's boost level.
+        limit = (DEFAULT_UPLOAD_LIMIT if dm else self.upload_limit(job)) - UPLOAD_MARGIN
         size = (await asyncio.to_thread(video.stat)).st_size
         note: str | None = None
         upload: Path | None = video
         if size > limit:
             upload, note = await self._shrink(video, size, limit)
-        try:
+        extra = await self._extras(job)
+        if dm is not None:
             try:
-                message = await self._post(channel, job, upload, note)
-            except discord.HTTPException as exc:
-                if exc.status != 413 or upload is None:
-                    raise
-                # Our idea of the limit was wrong; one smaller attempt, then the link. Never a loop.
-                log.warning("job %s: upload of %s refused with 413", job.id, mib(upload.stat().st_size))
-                upload, note = await self._shrink(video, size, upload.stat().st_size // 2)
-                message = await self._post(channel, job, upload, note)
+                message, note = await self._post_fitting(dm, job, video, size, upload, note, extra)
+                return Delivery(message_id=str(message.id), url=message.jump_url, note=note)
+            except (discord.Forbidden, discord.NotFound) as exc:
+                # Usually 50007 (DMs closed); whatever the reason, the requester still gets the video.
+                log.info(
+                    "job %s: cannot DM user %s (%s %s); posting in the channel",
+                    job.id,
+                    job.user_id,
+                    exc.status,
+                    exc.code,
+                )
+        if job.private:
+            note = f"{note} {DMS_CLOSED_NOTE}" if note else DMS_CLOSED_NOTE
+        try:
+            message, note = await self._post_fitting(channel, job, video, size, upload, note, extra)
         except (discord.NotFound, discord.Forbidden) as exc:
             raise DeliveryFailed(f"job {job.id}: cannot post in channel {job.channel_id}: {exc.status}") from exc
         return Delivery(message_id=str(message.id), url=message.jump_url, note=note)
+
+    async def _post_fitting(
+        self,
+        channel: discord.abc.Messageable,
+        job: Job,
+        video: Path,
+        size: int,
+        upload: Path | None,
+        note: str | None,
+        extra: _Extras,
+    ) -> tuple[discord.Message, str | None]:
+        try:
+            return await self._post_retrying(channel, job, upload, note, extra), note
+        except discord.HTTPException as exc:
+            if exc.status != 413 or upload is None:
+                raise
+            # Our idea of the limit was wrong; one smaller attempt, then the link. Never a loop.
+            sent = (await asyncio.to_thread(upload.stat)).st_size
+            log.warning("job %s: upload of %s refused with 413", job.id, mib(sent))
+            upload, note = await self._shrink(video, size, sent // 2)
+            return await self._post_retrying(channel, job, upload, note, extra), note
+
+    async def _post_retrying(
+        self, channel: discord.abc.Messageable, job: Job, upload: Path | None, note: str | None, extra: _Extras
+    ) -> discord.Message:
+        """Send again after a 5xx or a lost connection. Safe: the nonce makes Discord answer a repeat
+        with the message an earlier attempt stored, so the video is never posted twice."""
+        for attempt in range(DELIVERY_ATTEMPTS):
+            try:
+                return await self._post(channel, job, upload, note, extra)
+            except (discord.DiscordServerError, aiohttp.ClientError, OSError) as exc:
+                if attempt == DELIVERY_ATTEMPTS - 1:
+                    raise DeliveryFailed(f"job {job.id}: upload failed {DELIVERY_ATTEMPTS} times: {exc}") from exc
+                delay = DELIVERY_BACKOFF * 2**attempt
+                log.warning("job %s: upload failed (%s); again in %.0fs with the same nonce", job.id, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _dm_channel(self, job: Job) -> discord.DMChannel | None:
+        """The requester's DM channel, or None when Discord will not open one (then: the channel)."""
+        try:
+            user = self.client.get_user(int(job.user_id)) or await self.client.fetch_user(int(job.user_id))
+            return user.dm_channel or await user.create_dm()
+        except discord.HTTPException as exc:
+            log.info("job %s: cannot open a DM with %s: %s", job.id, job.user_id, exc.status)
+            return None
+
+    async def _extras(self, job: Job) -> _Extras:
+        continues = None
+        try:
+            continues = await self._source_link(job)
+        except Exception:  # a display detail, as above
+            log.exception("could not read the source of job %s", job.id)
+        return _Extras(balance_left=await self.balance_left(job), continues=continues)
 
     async def _shrink(self, video: Path, size: int, limit: int) -> tuple[Path | None, str]:
         shrunk = video.with_name(f"{video.stem}-fit.mp4")
@@ -102,23 +233,43 @@ class DiscordNotifier:
         return shrunk, f"Re-encoded from {mib(size)} to {mib(info.size_bytes)} to fit this server's upload limit."
 
     async def _post(
-        self, channel: discord.PartialMessageable, job: Job, upload: Path | None, note: str | None
+        self, channel: discord.abc.Messageable, job: Job, upload: Path | None, note: str | None, extra: _Extras
     ) -> discord.Message:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(int(job.user_id))])
-        embed = discord.Embed(
-            description=short(discord.utils.escape_markdown(job.prompt), 1500), colour=discord.Colour.green()
-        )
+        in_dm = isinstance(channel, discord.DMChannel)
+        # In the requester's DMs the prompt is theirs to see; in a channel a private one stays hidden.
+        description = discord.utils.escape_markdown(job.prompt)[:1500] if in_dm else prompt_text(job)
+        embed = discord.Embed(description=description, colour=discord.Colour.green())
         embed.add_field(name="Settings", value=settings_line(job), inline=False)
-        embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
+        embed.add_field(name="Cost", value=f"{job.cost} credits charged", inline=True)
+        if extra.balance_left is not None:
+            embed.add_field(name="Balance left", value=f"{extra.balance_left} credits", inline=True)
+        if extra.continues:
+            embed.add_field(name="Continues", value=extra.continues, inline=False)
         if note:
             embed.set_footer(text=note)
         content = f"<@{job.user_id}> your video #{job.id} is ready."
+        if extra.continues:
+            content += f" It continues {extra.continues}."
+        view = result_view(job, uploaded=upload is not None)
         if upload is None:
             if not job.result_url:
                 raise DeliveryFailed(f"job {job.id}: too large to upload and no link to share")
             content += f"\nIt is too large to upload here; download it from the provider: {job.result_url}"
             if job.result_expires_at:
                 content += f" (link expires <t:{int(job.result_expires_at)}:R>)"
-            return await channel.send(content, embed=embed, nonce=job.delivery_nonce, allowed_mentions=mentions)
+            return await channel.send(
+                content, embed=embed, view=view, nonce=job.delivery_nonce, allowed_mentions=mentions
+            )
         file = discord.File(upload, filename=f"sora-{job.id}.mp4")
-        return await channel.send(content, embed=embed, file=file, nonce=job.delivery_nonce, allowed_mentions=mentions)
+        return await channel.send(
+            content, embed=embed, file=file, view=view, nonce=job.delivery_nonce, allowed_mentions=mentions
+        )
+
+
+@dataclass(frozen=True)
+class _Extras:
+    """What the result message shows beyond the job itself (each needs a database read)."""
+
+    balance_left: int | None = None
+    continues: str | None = None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -16,6 +18,7 @@ from bot.jobs.model import Job, State
 from bot.jobs.prompts import clean_prompt
 from bot.jobs.service import NewJob
 from bot.media.images import check_declared
+from bot.moderation.policy import Limits, Requester, check_activity, check_request
 from bot.providers.base import ReferenceImage, VideoRequest
 
 if TYPE_CHECKING:
@@ -35,15 +38,28 @@ class JobStarter:
         *,
         attachment: discord.Attachment | None = None,
         reference: ReferenceImage | None = None,
+        private: bool = False,
+        source: Job | None = None,
+        kind: str = "new",
+        source_provider_job_id: str | None = None,
     ) -> Job:
         """Validate, check the balance, fetch and fit the reference image, post the status message
-        and queue the job. Raises BotError (with the sentence for the user) having charged nothing."""
+        and queue the job. Raises BotError (with the sentence for the user) having charged nothing.
+
+        With ``source`` (Retry/Remix/Continue) the new job lives where the source did: same server
+        (its credits) and channel, even when the button was clicked in a direct message."""
         pipeline = self.bot.require_pipeline()
         service = pipeline.service
         request = dataclasses.replace(request, prompt=clean_prompt(request.prompt), image=None)
+        if source is not None:
+            guild_id = source.guild_id
+        else:
+            guild_id = str(interaction.guild_id) if interaction.guild_id else None
+        # The server's rules first: a refused request costs nothing and uploads nothing.
+        limits = await self._admit(interaction, request, guild_id, source)
         service.validate(request)
-        guild_id = str(interaction.guild_id) if interaction.guild_id else None
-        balance = await service.balance(guild_id, str(interaction.user.id))
+        allowance = limits.daily_allowance if limits else None
+        balance = await service.balance(guild_id, str(interaction.user.id), allowance=allowance)
         balance.split(service.cost(request))  # refuse early, before any upload; re-checked atomically below
         if attachment is not None:
             check_declared(
@@ -54,10 +70,17 @@ class JobStarter:
             )
             # Attachment URLs expire: the bytes are fetched now and kept with the job.
             reference = await service.fit_reference(await attachment.read(), request.size)
-        channel = interaction.channel
-        if channel is None or not isinstance(channel, discord.abc.Messageable):
+        channel: discord.abc.Messageable | None
+        if source is not None and source.channel_id:
+            channel = self.bot.get_partial_messageable(
+                int(source.channel_id), guild_id=int(source.guild_id) if source.guild_id else None
+            )
+        else:
+            channel = interaction.channel if isinstance(interaction.channel, discord.abc.Messageable) else None
+        if channel is None:
             raise BotError("no channel", user_message="Please use this in a server text channel.")
-        status = await self._post_status(channel, interaction, request, reference)
+        lineage = {"kind": kind, "source_job_id": source.id if source else None, "private": private}
+        status = await self._post_status(channel, interaction, request, reference, lineage)
         if reference is not None and status.attachments:
             # URL-based providers fetch the reference from Discord's CDN: the fitted image just posted.
             reference = dataclasses.replace(reference, url=status.attachments[0].url)
@@ -69,11 +92,44 @@ class JobStarter:
                     guild_id=guild_id,
                     channel_id=str(status.channel.id),
                     status_message_id=str(status.id),
-                )
+                    kind=kind,
+                    source_job_id=source.id if source else None,
+                    source_provider_job_id=source_provider_job_id,
+                    private=private,
+                ),
+                allowance=allowance,
+                admission=_admission(limits),
             )
         except BaseException:
             await _delete_quietly(status)
             raise
+
+    async def _admit(
+        self, interaction: discord.Interaction[Any], request: VideoRequest, guild_id: str | None, source: Job | None
+    ) -> Limits | None:
+        """Apply the server's /sora-admin rules (bot/moderation/policy.py); PolicyRefusal if refused.
+        Returns the limits in force, or None outside a server (the CLI, direct messages)."""
+        if guild_id is None:
+            return None
+        settings = await self.bot.require_guild_settings().get(guild_id)
+        limits = Limits.of(settings, self.bot.policy_defaults)
+        in_guild = interaction.guild_id is not None and str(interaction.guild_id) == guild_id
+        if source is not None and source.channel_id:
+            channel_id: str | None = source.channel_id
+        else:
+            channel_id = str(interaction.channel_id) if interaction.channel_id else None
+        parent_id = getattr(interaction.channel, "parent_id", None) if in_guild else None
+        roles = getattr(interaction.user, "roles", None) if in_guild else None
+        requester = Requester(
+            user_id=str(interaction.user.id),
+            channel_id=channel_id,
+            parent_channel_id=str(parent_id) if parent_id else None,
+            role_ids=frozenset(str(r.id) for r in roles) if roles is not None else None,
+        )
+        check_request(settings, limits, requester, request.prompt, request.model)
+        unfinished, last = await self.bot.require_pipeline().repo.user_activity(guild_id, requester.user_id)
+        check_activity(limits, unfinished, last, time.time())
+        return limits
 
     async def _post_status(
         self,
@@ -81,6 +137,7 @@ class JobStarter:
         interaction: discord.Interaction[Any],
         request: VideoRequest,
         reference: ReferenceImage | None,
+        lineage: dict[str, Any],
     ) -> discord.Message:
         """The channel message that shows this job's progress (sent with the bot token, not the
         interaction token, which dies after 15 minutes)."""
@@ -97,12 +154,13 @@ class JobStarter:
             created_at=interaction.created_at.timestamp(),
             updated_at=0,
             cost=pipeline.service.cost(request),
+            **lineage,
         )
         embed = status_embed(placeholder)
         embed.title = "Sora video (starting)"
-        files = []
-        if reference is not None and pipeline.provider.capabilities.image_mode == "url":
-            files.append(discord.File(io.BytesIO(reference.data), filename=reference.filename))
+        # The fitted reference rides on the status message for every provider: URL-based providers
+        # fetch it from there, and Retry/Remix find it there after the job's own copy is cleaned up.
+        files = [] if reference is None else [discord.File(io.BytesIO(reference.data), filename=reference.filename)]
         try:
             return await channel.send(embed=embed, files=files)
         except discord.Forbidden as exc:
@@ -111,6 +169,19 @@ class JobStarter:
                 user_message="I don't have permission to post in this channel (I need Send Messages, "
                 "Embed Links and Attach Files).",
             ) from exc
+
+
+def _admission(limits: Limits | None) -> Callable[[int, float | None], None] | None:
+    """The per-user limits again, inside the reserving transaction: two quick requests cannot both
+    slip under them."""
+    if limits is None:
+        return None
+    in_force = limits
+
+    def admit(unfinished: int, last_job_at: float | None) -> None:
+        check_activity(in_force, unfinished, last_job_at, time.time())
+
+    return admit
 
 
 def job_link(job: Job) -> str:

@@ -61,20 +61,53 @@ def state_line(job: Job) -> str:
     return headline
 
 
-def status_embed(job: Job) -> discord.Embed:
-    """The status message body. Mentions inside embeds never ping, so the requester is named safely."""
+PRIVATE_NOTE = "🔒 Private request: the prompt and the video go to the requester by direct message."
+_KIND_WORDS = {"retry": "Retry of", "remix": "Remix of", "continue": "Continues"}
+
+
+def prompt_text(job: Job) -> str:
+    """The prompt as shown in a channel: hidden for a private job."""
+    if job.private:
+        return PRIVATE_NOTE
+    return short(discord.utils.escape_markdown(job.prompt), 1500)
+
+
+def lineage_line(job: Job) -> str | None:
+    """ "Retry of video #5" and the like; None for a plain /sora job."""
+    word = _KIND_WORDS.get(job.kind)
+    return f"{word} video #{job.source_job_id}" if word and job.source_job_id else None
+
+
+def cost_line(job: Job) -> str:
+    """What the job costs: reserved while it runs, charged once done, refunded if it did not finish."""
+    if job.state is State.SUCCEEDED:
+        return f"{job.cost} credits charged"
+    if job.state.terminal:
+        return f"{job.cost} credits, refunded" if job.cost else "0 credits"
+    return f"{job.cost} credits reserved"
+
+
+def status_embed(job: Job, *, balance_left: int | None = None) -> discord.Embed:
+    """The status message body. Mentions inside embeds never ping, so the requester is named safely.
+
+    ``balance_left`` (the requester's credits once this job settled) is shown when given: the
+    notifier reads it once, for the final render."""
     embed = discord.Embed(
         title=f"Sora video #{job.id}",
-        description=short(discord.utils.escape_markdown(job.prompt), 1500),
+        description=prompt_text(job),
         colour=_COLOURS.get(job.state, discord.Colour.blurple()),
     )
     embed.add_field(name="Settings", value=settings_line(job), inline=False)
+    if (lineage := lineage_line(job)) is not None:
+        embed.add_field(name="Made from", value=lineage, inline=False)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)
-    embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
+    embed.add_field(name="Cost", value=cost_line(job), inline=True)
+    if balance_left is not None:
+        embed.add_field(name="Balance left", value=f"{balance_left} credits", inline=True)
     embed.add_field(name="Time", value=elapsed(job), inline=True)
     embed.add_field(name="Status", value=short(state_line(job), 1000), inline=False)
     if job.state is State.SUCCEEDED and job.result_url:
-        embed.add_field(name="Video", value=job.result_url, inline=False)
+        embed.add_field(name="Video", value="deleted" if job.result_deleted_at else job.result_url, inline=False)
     if job.delivery_note:
         embed.set_footer(text=short(job.delivery_note, 300))
     return embed

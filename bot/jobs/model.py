@@ -15,10 +15,15 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.providers.base import VideoRequest
+
+KINDS: tuple[str, ...] = ("new", "retry", "remix", "continue")
+# A Discord message link: https://discord.com/channels/<guild id or @me>/<channel id>/<message id>.
+_MESSAGE_LINK = re.compile(r"https://(?:\w+\.)?discord(?:app)?\.com/channels/(?:@me|\d+)/(\d+)/(\d+)")
 
 
 class State(enum.StrEnum):
@@ -96,6 +101,15 @@ class Job:
     error_message: str | None = None
     submitted_at: float | None = None
     finished_at: float | None = None
+    # Lineage (migration 0004): how this job was made and from which one.
+    kind: str = "new"
+    """``new`` (/sora), ``retry``, ``remix`` or ``continue`` (buttons on a posted video)."""
+    source_job_id: int | None = None
+    source_provider_job_id: str | None = None
+    """The provider's id of the source video when this remix runs as the provider's native remix."""
+    private: bool = False
+    """Deliver by direct message instead of in the channel."""
+    result_deleted_at: float | None = None
     # Not stored: filled in by the runner for display.
     queue_position: int | None = field(default=None, compare=False)
 
@@ -115,6 +129,17 @@ class Job:
 
     def request(self, image: Any = None) -> VideoRequest:
         return VideoRequest(prompt=self.prompt, seconds=self.seconds, size=self.size, model=self.model, image=image)
+
+    @property
+    def result_channel_id(self) -> str | None:
+        """The channel holding the posted video: read from its stored link (a private result lives in
+        the requester's DMs, not in ``channel_id``), else the job's channel."""
+        if not self.result_message_id:
+            return None
+        match = _MESSAGE_LINK.fullmatch(self.result_url or "")
+        if match and match[2] == self.result_message_id:
+            return match[1]
+        return self.channel_id
 
     @property
     def delivery_nonce(self) -> str:

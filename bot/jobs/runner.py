@@ -8,7 +8,10 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from bot.errors import (
     BotError,
@@ -34,6 +37,15 @@ class CancelRefused(BotError):
     user_message = "This job can no longer be cancelled."
 
 
+class JobEvents(Protocol):
+    """What the runner reports as it works (bot.metrics.Metrics implements it)."""
+
+    def job_taken(self, job: Job) -> None: ...
+    def job_moved(self, job: Job) -> None: ...
+    def job_settled(self, job: Job, kind: str) -> None: ...
+    def job_polled(self, job: Job, polls: int) -> None: ...
+
+
 class JobRunner:
     def __init__(
         self,
@@ -47,8 +59,13 @@ class JobRunner:
         job_timeout: float = 1800.0,
         max_result_bytes: int = 512 * 1024 * 1024,
         typical_job_seconds: float | None = None,
+        events: JobEvents | None = None,
+        callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
     ) -> None:
         self.repo = repo
+        self.events = events
+        self.callback_url = callback_url
+        """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
         self.provider = provider
         self.notifier = notifier
         self.work_dir = work_dir
@@ -61,7 +78,9 @@ class JobRunner:
         self._owners: dict[int, str] = {}
         self._wake = asyncio.Event()
         self._job_events: dict[int, asyncio.Event] = {}
+        self._polls: dict[int, int] = {}
         self._positions: dict[int, int] = {}
+        self._cancelling: set[int] = set()
         self._loop_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -122,7 +141,7 @@ class JobRunner:
         running = Counter(self._owners.values())
         waiting: list[Job] = []
         for job in await self.repo.jobs_in([State.QUEUED]):
-            if job.id in self._tasks:
+            if job.id in self._tasks or job.id in self._cancelling:
                 continue
             if len(self._tasks) < self.max_running and running[job.user_id] < self.max_running_per_user:
                 running[job.user_id] += 1
@@ -140,6 +159,8 @@ class JobRunner:
         self._tasks[job.id] = task
         self._owners[job.id] = job.user_id
         self._job_events[job.id] = asyncio.Event()
+        if self.events is not None:
+            self.events.job_taken(job)
 
         def finished(_: asyncio.Task[None]) -> None:
             self._tasks.pop(job.id, None)
@@ -165,8 +186,16 @@ class JobRunner:
     async def _drive(self, job: Job) -> None:
         if job.state is State.QUEUED:
             image = await asyncio.to_thread(self._load_image, job)
+            request = job.request(image)
+            if self.callback_url is not None:
+                request = replace(request, callback_url=await self.callback_url(job))
             job = await self._move(job, State.SUBMITTING)
-            provider_job_id = await self.provider.submit(job.request(image))
+            remix = getattr(self.provider, "remix", None)
+            if job.kind == "remix" and job.source_provider_job_id and remix is not None:
+                # The provider's native remix of a video it still holds (same length and size).
+                provider_job_id = await remix(job.source_provider_job_id, job.prompt)
+            else:
+                provider_job_id = await self.provider.submit(request)
             job = await self._move(job, State.RUNNING, provider_job_id=provider_job_id)
             log.info("job %s submitted to %s as %s", job.id, job.provider, provider_job_id)
         status = JobStatus(JobState.SUCCEEDED, result_url=job.result_url, expires_at=job.result_expires_at)
@@ -213,11 +242,14 @@ class JobRunner:
                 raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
             event = self._job_events.get(job.id)
             if event is not None:
-                event.clear()
+                # A wake (provider callback) cuts the wait short. Cleared after waiting, not before,
+                # so one arriving during the status request below still counts for the next wait.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+                event.clear()
             else:
                 await asyncio.sleep(min(delay, remaining))
+            self._polls[job.id] = self._polls.get(job.id, 0) + 1
             try:
                 status = await self.provider.status(job.provider_job_id)
             except RateLimited as exc:
@@ -228,7 +260,8 @@ class JobRunner:
                 transient += 1
                 if not exc.retryable or transient > MAX_TRANSIENT_POLL_ERRORS:
                     raise
-                delay = min(5.0 * transient, 60.0)
+                # Grows with each failure, on the job's own time scale (5 s steps for a real video).
+                delay = min(poller.first_poll * transient, 60.0)
                 log.warning("job %s: status check failed (%s); retry in %.0fs", job.id, exc.detail, delay)
                 continue
             transient = 0
@@ -250,7 +283,9 @@ class JobRunner:
         moved = job.moved(target, time.time(), **changes)
         await self.repo.save_job(moved)
         if target is not job.state:
-            log.info("job %s: %s -> %s", job.id, job.state, target)
+            log.info("job %s: %s -> %s", job.id, job.state, target, extra={"job_id": job.id, "state": target.value})
+            if self.events is not None:
+                self.events.job_moved(moved)
         await self._notify(moved)
         return moved
 
@@ -266,6 +301,15 @@ class JobRunner:
 
     async def cancel(self, job_id: int) -> Job:
         """Cancel a queued or running job and refund it. CancelRefused once the video exists."""
+        # Keeps the scheduler from starting a queued job while we are cancelling it: it would then
+        # submit (and pay for) a job whose row we are about to mark cancelled and refunded.
+        self._cancelling.add(job_id)
+        try:
+            return await self._cancel(job_id)
+        finally:
+            self._cancelling.discard(job_id)
+
+    async def _cancel(self, job_id: int) -> Job:
         job = await self.repo.get_job(job_id)
         if job is None or job.state.terminal:
             raise CancelRefused(f"job {job_id} is finished")
@@ -294,8 +338,17 @@ class JobRunner:
 
     async def _finish(self, job: Job, settle: str) -> None:
         """Store the terminal state and settle credits atomically, then clean up and tell the world."""
-        await self.repo.finish_job(job, settle)
-        log.info("job %s: %s (credits: %s)", job.id, job.state, settle)
+        settled = await self.repo.finish_job(job, settle)
+        log.info(
+            "job %s: %s (credits: %s)", job.id, job.state, settle, extra={"job_id": job.id, "state": job.state.value}
+        )
+        polls = self._polls.pop(job.id, None)
+        if self.events is not None:
+            self.events.job_moved(job)
+            if settled:
+                self.events.job_settled(job, settle)
+            if polls is not None:
+                self.events.job_polled(job, polls)
         await asyncio.to_thread(self._cleanup, job)
         await self._notify(job)
 

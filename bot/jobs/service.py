@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,12 @@ class NewJob:
     guild_id: str | None = None
     channel_id: str | None = None
     status_message_id: str | None = None
+    kind: str = "new"
+    """``new`` or how it was made from ``source_job_id``: ``retry``, ``remix``, ``continue``."""
+    source_job_id: int | None = None
+    source_provider_job_id: str | None = None
+    """Set for a remix the provider can do natively (the runner then calls its ``remix``)."""
+    private: bool = False
 
 
 class JobService:
@@ -54,17 +61,28 @@ class JobService:
     def cost(self, request: VideoRequest) -> int:
         return self.policy.cost(request.seconds, request.model) if self.charge else 0
 
-    async def balance(self, guild_id: str | None, user_id: str) -> Balance:
-        return await self.repo.balance(guild_id or "", user_id, self.policy.daily_credits)
+    async def balance(self, guild_id: str | None, user_id: str, *, allowance: int | None = None) -> Balance:
+        """``allowance``: the server's daily allowance when its admins changed it."""
+        daily = self.policy.daily_credits if allowance is None else allowance
+        return await self.repo.balance(guild_id or "", user_id, daily)
 
     async def fit_reference(self, data: bytes, size: str) -> ReferenceImage:
         """Validate a reference image by its bytes and fit it to ``size`` (off the event loop)."""
         return await asyncio.to_thread(prepare_reference, data, size)
 
-    async def submit(self, new: NewJob) -> Job:
+    async def submit(
+        self,
+        new: NewJob,
+        *,
+        allowance: int | None = None,
+        admission: Callable[[int, float | None], None] | None = None,
+    ) -> Job:
         """Validate, reserve credits and store the job atomically, then wake the runner.
 
-        Raises InvalidRequest or InsufficientCredits with nothing stored and nothing charged.
+        ``allowance`` overrides the daily allowance (a server's setting); ``admission`` is the server's
+        per-user limit check, run in the reserving transaction (see Repository.create_job).
+        Raises InvalidRequest, InsufficientCredits or the admission's refusal with nothing stored and
+        nothing charged.
         """
         request = new.request
         self.validate(request)
@@ -85,10 +103,16 @@ class JobService:
                 model=request.model,
                 cost=self.cost(request),
                 policy=self.policy,
+                allowance=allowance,
+                admission=admission,
                 extra={
                     "image_path": str(image_path) if image_path else None,
                     "image_url": request.image.url if request.image else None,
                     "status_message_id": new.status_message_id,
+                    "kind": new.kind,
+                    "source_job_id": new.source_job_id,
+                    "source_provider_job_id": new.source_provider_job_id,
+                    "private": new.private,
                 },
             )
         except BaseException:

@@ -52,6 +52,8 @@ class VideoRequest:
     size: str = LANDSCAPE
     model: str = "sora-2"
     image: ReferenceImage | None = None
+    callback_url: str | None = None
+    """Where the provider may POST when the job changes (providers with callbacks; polling stays the fallback)."""
 
 
 class JobState(enum.StrEnum):

@@ -41,6 +41,9 @@ CREATE_RETRY_STATUSES = frozenset({429, 502, 503})
 MAX_SERVER_DELAY = 60.0
 CHUNK = 64 * 1024
 
+RequestHook = Callable[[str, int | None, str | None], None]
+"""``(provider, HTTP status or None when no answer came, error class name or None)``: once per attempt."""
+
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """The server's requested delay in seconds, from ``retry-after-ms`` or ``Retry-After``."""
@@ -157,6 +160,12 @@ class HttpClient:
     """A provider's own corrections to the generic status mapping (e.g. Sora2API's 455 = maintenance)."""
     create_retry_statuses: frozenset[int] = CREATE_RETRY_STATUSES
     sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
+    on_request: RequestHook | None = field(default=None, repr=False)
+    """Told about every HTTP attempt (metrics); set by bot.providers.registry."""
+
+    def _report(self, status: int | None, error: ProviderError | None) -> None:
+        if self.on_request is not None:
+            self.on_request(self.provider, status, type(error).__name__ if error is not None else None)
 
     def error(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> ProviderError:
         message = redact(error_message_from_body(body), self.secrets)
@@ -206,14 +215,17 @@ class HttpClient:
                     if 200 <= status < 300 and envelope_status is not None:
                         status = envelope_status(body) or status
                     if 200 <= status < 300 or status in ok:
+                        self._report(resp.status, None)
                         return Response(resp.status, resp.headers, body)
                     last_error = self.error(status, body, resp.headers)
                     server_delay = parse_retry_after(resp.headers)
+                    self._report(resp.status, last_error)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 last_error = ProviderUnavailable(
                     redact(f"{self.provider}: {method} {_path(url)}: {type(exc).__name__}: {exc}", self.secrets)
                 )
                 server_delay = None
+                self._report(None, last_error)
             if not last_error.retryable or attempt == attempts - 1:
                 break
             delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
@@ -294,13 +306,22 @@ class HttpClient:
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=60)
             ) as resp:
                 if resp.status >= 300:
-                    raise self.error(resp.status, await _read_body(resp), resp.headers)
-                await stream_to_file(resp, dest, max_bytes=max_bytes, provider=self.provider)
+                    error = self.error(resp.status, await _read_body(resp), resp.headers)
+                    self._report(resp.status, error)
+                    raise error
+                try:
+                    await stream_to_file(resp, dest, max_bytes=max_bytes, provider=self.provider)
+                except ProviderError as exc:
+                    self._report(resp.status, exc)
+                    raise
+                self._report(resp.status, None)
                 return dest
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            raise ProviderUnavailable(
+            error = ProviderUnavailable(
                 redact(f"{self.provider}: download {_path(url)}: {type(exc).__name__}: {exc}", self.secrets)
-            ) from exc
+            )
+            self._report(None, error)
+            raise error from exc
 
 
 async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, *, max_bytes: int, provider: str) -> int:

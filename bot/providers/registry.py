@@ -8,9 +8,22 @@ import aiohttp
 
 from bot.config import Settings
 from bot.providers.base import VideoProvider
+from bot.providers.http import HttpClient, RequestHook
 
 
-def build_provider(settings: Settings, session: aiohttp.ClientSession) -> VideoProvider:
+def build_provider(
+    settings: Settings, session: aiohttp.ClientSession, *, on_request: RequestHook | None = None
+) -> VideoProvider:
+    """The configured provider; ``on_request`` hears about each of its HTTP attempts (metrics)."""
+    provider = _build(settings, session)
+    # Every HTTP provider keeps its client in ``_http``: hooking it here spares each constructor a parameter.
+    http = getattr(provider, "_http", None)
+    if on_request is not None and isinstance(http, HttpClient):
+        http.on_request = on_request
+    return provider
+
+
+def _build(settings: Settings, session: aiohttp.ClientSession) -> VideoProvider:
     name = settings.provider
     if name == "demo":
         from bot.providers.demo import DemoProvider

@@ -97,7 +97,7 @@ class RelayProvider:
         }
         if request.image is not None and request.image.url:
             body["images"] = [request.image.url]
-        callback = self._callback_url_for() if self._callback_url_for else None
+        callback = request.callback_url or (self._callback_url_for() if self._callback_url_for else None)
         if callback:
             body["notify_hook"] = callback
         return body

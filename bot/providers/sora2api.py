@@ -117,7 +117,7 @@ class Sora2ApiProvider:
         }
         if request.image is not None and request.image.url:
             body["imageUrls"] = [request.image.url]
-        callback = self._callback_url_for() if self._callback_url_for else None
+        callback = request.callback_url or (self._callback_url_for() if self._callback_url_for else None)
         if callback:
             body["callBackUrl"] = callback
         return body

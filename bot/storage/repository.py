@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import sqlite3
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiosqlite
@@ -15,12 +17,17 @@ import aiosqlite
 from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 
+# How long BEGIN IMMEDIATE is retried when SQLite refuses it at once (see Repository._begin).
+BUSY_RETRY_SECONDS = 10.0
+
 _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
 
 
 def _job(row: aiosqlite.Row) -> Job:
     data = {key: row[key] for key in row.keys()}
     data["state"] = State(data["state"])
+    if "private" in data:
+        data["private"] = bool(data["private"])
     return Job(**data)
 
 
@@ -38,7 +45,14 @@ class Repository:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes SQLite's write lock up front, so a read-check-write
         inside is atomic against other tasks and other processes on the same file."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._begin()
+            except asyncio.CancelledError:
+                # The BEGIN may still run on aiosqlite's thread after we stop waiting: undo it, or the
+                # shared connection stays inside a transaction that nobody will ever commit.
+                with contextlib.suppress(sqlite3.OperationalError):
+                    await self.db.execute("ROLLBACK")
+                raise
             try:
                 yield
             except BaseException:
@@ -46,8 +60,27 @@ class Repository:
                 raise
             await self.db.execute("COMMIT")
 
+    async def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, tried again while SQLite refuses it without waiting.
+
+        The busy timeout does not apply when this connection still has a read open for another task
+        (a cursor between its execute and its fetch) while another connection holds the write lock:
+        SQLite answers SQLITE_BUSY at once to avoid a deadlock. The read ends within moments.
+        """
+        delay, deadline = 0.002, time.monotonic() + BUSY_RETRY_SECONDS
+        while True:
+            try:
+                await self.db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
     async def _write(self, sql: str, params: Iterable[Any]) -> None:
-        async with self._write_lock:
+        # A transaction of its own: an autocommit write would hit the same instant SQLITE_BUSY as _begin.
+        async with self._transaction():
             await self.db.execute(sql, tuple(params))
 
     async def close(self) -> None:
@@ -71,15 +104,23 @@ class Repository:
         allowance: int | None = None,
         extra: dict[str, Any] | None = None,
         now: float | None = None,
+        admission: Callable[[int, float | None], None] | None = None,
     ) -> Job:
         """Store a new queued job and, when it costs anything, reserve its credits in the same
-        ``BEGIN IMMEDIATE`` transaction as the balance check, so two requests cannot overspend."""
+        ``BEGIN IMMEDIATE`` transaction as the balance check, so two requests cannot overspend.
+
+        ``admission(unfinished_jobs, last_job_at)`` (the server's per-user limits) is called inside
+        the same transaction, so two requests at once cannot both slip under the limit; it raises to refuse.
+        """
         now = time.time() if now is None else now
         async with self._transaction():
+            if admission is not None:
+                admission(*await self.user_activity(guild_id or "", user_id))
             parts: list[tuple[str, int]] = []
             if cost > 0:
                 assert policy is not None  # noqa: S101 - programming error, not input
-                balance = await self._balance(guild_id or "", user_id, allowance or policy.daily_credits, now)
+                daily = policy.daily_credits if allowance is None else allowance
+                balance = await self._balance(guild_id or "", user_id, daily, now)
                 parts = balance.split(cost)  # raises InsufficientCredits: nothing written
             columns = {
                 "state": State.QUEUED.value,
@@ -168,6 +209,33 @@ class Repository:
         ) as cur:
             return [_job(r) for r in await cur.fetchall()]
 
+    async def count_jobs(self, user_id: str) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM jobs WHERE user_id = ?", (user_id,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def guild_jobs(self, guild_id: str, *, limit: int = 10, offset: int = 0) -> list[Job]:
+        """A server's jobs, newest first (the admin view of /jobs)."""
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE guild_id = ? ORDER BY id DESC LIMIT ? OFFSET ?", (guild_id, limit, offset)
+        ) as cur:
+            return [_job(r) for r in await cur.fetchall()]
+
+    async def count_guild_jobs(self, guild_id: str) -> int:
+        async with self.db.execute("SELECT COUNT(*) FROM jobs WHERE guild_id = ?", (guild_id,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def mark_result_deleted(self, job_id: int, *, now: float | None = None) -> bool:
+        """Record that the posted video was removed; False if it already was."""
+        now = time.time() if now is None else now
+        async with self._transaction():
+            cur = await self.db.execute(
+                "UPDATE jobs SET result_deleted_at = ?, updated_at = ? WHERE id = ? AND result_deleted_at IS NULL",
+                (now, now, job_id),
+            )
+        return cur.rowcount > 0
+
     async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
         """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
         async with self.db.execute(
@@ -188,7 +256,7 @@ class Repository:
         async with self.db.execute(
             "SELECT"
             " COALESCE(SUM(CASE WHEN pool = ? AND day = ? AND kind = 'reserve' THEN amount END), 0)"
-            " - COALESCE(SUM(CASE WHEN pool = ? AND day = ? AND kind = 'refund' THEN amount END), 0),"
+            " - COALESCE(SUM(CASE WHEN pool = ? AND day = ? AND kind IN ('refund', 'grant') THEN amount END), 0),"
             " COALESCE(SUM(CASE WHEN pool = ? AND kind IN ('grant', 'refund') THEN amount END), 0)"
             " - COALESCE(SUM(CASE WHEN pool = ? AND kind = 'reserve' THEN amount END), 0)"
             " FROM ledger WHERE guild_id = ? AND user_id = ?",
@@ -236,6 +304,63 @@ class Repository:
             (guild_id, user_id, "grant", EXTRA, amount, utc_day(now), actor_id, note, now),
         )
 
+    async def set_extra(
+        self, guild_id: str, user_id: str, amount: int, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> int:
+        """Make the user's extra balance exactly ``amount`` with one grant row of the difference
+        (negative to take some away); returns that difference. The row is written even when it is 0,
+        so every admin action shows in the ledger."""
+        now = time.time() if now is None else now
+        async with self._transaction():
+            current = (await self._balance(guild_id, user_id, 0, now)).extra
+            difference = amount - current
+            await self.db.execute(
+                "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, day, actor_id, note, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (guild_id, user_id, "grant", EXTRA, difference, utc_day(now), actor_id, note or "set extra", now),
+            )
+        return difference
+
+    async def reset_day(
+        self, guild_id: str, user_id: str, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> int:
+        """Give back today's spent daily credits with one daily-pool grant row for today; returns the amount.
+
+        Credits still reserved by unfinished jobs are left out: such a job is later either captured
+        (the credits stay spent) or refunded (they come back by themselves), so the day never ends up
+        above its allowance.
+        """
+        now = time.time() if now is None else now
+        day = utc_day(now)
+        async with self._transaction():
+            used = (await self._balance(guild_id, user_id, 0, now)).daily_used
+            async with self.db.execute(
+                "SELECT COALESCE(SUM(amount), 0) FROM ledger r WHERE guild_id = ? AND user_id = ? AND pool = ?"
+                " AND day = ? AND kind = 'reserve' AND NOT EXISTS (SELECT 1 FROM ledger s"
+                " WHERE s.job_id = r.job_id AND s.pool = r.pool AND s.kind IN ('capture', 'refund'))",
+                (guild_id, user_id, DAILY, day),
+            ) as cur:
+                row = await cur.fetchone()
+            amount = max(0, used - (row[0] if row else 0))
+            await self.db.execute(
+                "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, day, actor_id, note, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (guild_id, user_id, "grant", DAILY, amount, day, actor_id, note or "reset day", now),
+            )
+        return amount
+
+    async def user_activity(self, guild_id: str, user_id: str) -> tuple[int, float | None]:
+        """(unfinished jobs, creation time of the latest job) of a user in one server, for the
+        per-user limit and the cooldown."""
+        unfinished = [s.value for s in State if s not in TERMINAL]
+        async with self.db.execute(
+            f"SELECT COALESCE(SUM(state IN ({','.join('?' * len(unfinished))})), 0), MAX(created_at)"  # noqa: S608
+            " FROM jobs WHERE guild_id = ? AND user_id = ?",
+            (*unfinished, guild_id, user_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), row[1]) if row else (0, None)
+
     async def ledger_entries(self, guild_id: str, user_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
         async with self.db.execute(
             "SELECT kind, pool, amount, job_id, day, actor_id, note, created_at FROM ledger"
@@ -250,3 +375,38 @@ class Repository:
             "SELECT kind, SUM(amount) FROM ledger WHERE job_id = ? GROUP BY kind", (job_id,)
         ) as cur:
             return {r[0]: r[1] for r in await cur.fetchall()}
+
+    # --- service: health and provider callbacks (migration 0003) -------------------------------
+
+    async def ping(self) -> None:
+        """Raise unless the database answers a query and (SQLite) its file is still where it was opened:
+        a deleted or unmounted file keeps answering from the open handle, but nothing written survives."""
+        async with self.db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            await cur.fetchone()
+        async with self.db.execute("PRAGMA database_list") as cur:
+            files = [row[2] for row in await cur.fetchall() if row[1] == "main" and row[2]]
+        for file in files:
+            if not await asyncio.to_thread(os.path.exists, file):
+                raise FileNotFoundError(f"database file {file} is gone")
+
+    async def add_callback_secret(self, job_id: int, digest: str, *, now: float | None = None) -> None:
+        """Store the digest of a job's callback secret (one per submit attempt)."""
+        await self._write(
+            "INSERT INTO callback_secrets (digest, job_id, created_at) VALUES (?,?,?)",
+            (digest, job_id, time.time() if now is None else now),
+        )
+
+    async def callback_secret(self, digest: str) -> tuple[int, float | None] | None:
+        """(job id, used_at) for a secret's digest, or None when unknown."""
+        async with self.db.execute("SELECT job_id, used_at FROM callback_secrets WHERE digest = ?", (digest,)) as cur:
+            row = await cur.fetchone()
+        return (int(row[0]), row[1]) if row else None
+
+    async def use_callback_secret(self, digest: str, *, now: float | None = None) -> bool:
+        """Mark a secret as spent on a finished-task callback; False if it already was (a replay)."""
+        async with self._transaction():
+            cur = await self.db.execute(
+                "UPDATE callback_secrets SET used_at = ? WHERE digest = ? AND used_at IS NULL",
+                (time.time() if now is None else now, digest),
+            )
+        return cur.rowcount > 0

@@ -87,6 +87,11 @@ class FakeRelay(FakeServer):
     def result_url(self, task_id: str) -> str:
         return f"{self.base_url}/files/{task_id}.mp4"
 
+    def finish(self, task_id: str) -> None:
+        """End the task now (as if ``run_seconds`` had passed): polls answer SUCCESS (or FAILURE)."""
+        task = self.tasks[task_id]
+        task.started = self.clock() - max(self.run_seconds, 0.0)
+
     def task_object(self, task_id: str) -> dict[str, Any]:
         """The flat task object as of now (also what a notify_hook receives)."""
         task = self.tasks[task_id]
