@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -32,7 +32,7 @@ class _Slot:
     urgent: bool = False
     last_edit: float = -1e9
     task: asyncio.Task[None] | None = None
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    final: bool = False
 
 
 class EditCoalescer:
@@ -44,8 +44,20 @@ class EditCoalescer:
         self.dead: set[int] = set()
         self.edits_sent = 0
 
-    def submit(self, channel_id: int, message_id: int, payload: dict[str, Any], *, urgent: bool, edit: EditFn) -> None:
-        """Queue ``payload`` as the message's next content (replacing any not yet sent)."""
+    def submit(
+        self,
+        channel_id: int,
+        message_id: int,
+        payload: dict[str, Any],
+        *,
+        urgent: bool,
+        edit: EditFn,
+        final: bool = False,
+    ) -> None:
+        """Queue ``payload`` as the message's next content (replacing any not yet sent).
+
+        ``final``: the message's last content (its job is over); its bookkeeping is dropped once sent.
+        The caller never waits for the edit: a finished job must not hold its slot for the edit budget."""
         if message_id in self.dead:
             return
         slot = self._slots.get(message_id)
@@ -54,24 +66,9 @@ class EditCoalescer:
         slot.edit = edit
         slot.pending = payload
         slot.urgent = slot.urgent or urgent
-        slot.idle.clear()
+        slot.final = slot.final or final
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(self._pump(message_id, slot), name=f"edit-{message_id}")
-
-    async def flush(self, message_id: int, within: float = 30.0) -> None:
-        """Wait until the message's latest content has been sent (or given up on)."""
-        slot = self._slots.get(message_id)
-        if slot is not None and slot.pending is not None:
-            try:
-                await asyncio.wait_for(slot.idle.wait(), within)
-            except TimeoutError:
-                log.warning("edit of message %s still pending after %.0fs", message_id, within)
-
-    def forget(self, message_id: int) -> None:
-        """Drop bookkeeping for a message whose job is over (after its last edit went out)."""
-        slot = self._slots.get(message_id)
-        if slot is not None and slot.pending is None:
-            del self._slots[message_id]
 
     async def aclose(self) -> None:
         tasks = [s.task for s in self._slots.values() if s.task is not None]
@@ -101,4 +98,5 @@ class EditCoalescer:
             except discord.HTTPException as exc:
                 # discord.py already waited out 429s; anything else is logged and the next update retries.
                 log.warning("editing message %s failed: %s %s", message_id, exc.status, exc.text)
-        slot.idle.set()
+        if slot.final and self._slots.get(message_id) is slot:
+            del self._slots[message_id]

@@ -62,11 +62,10 @@ class DiscordNotifier:
         async def edit(content: dict[str, Any]) -> None:
             await message.edit(**content)
 
-        self.coalescer.submit(int(job.channel_id), message_id, payload, urgent=urgent, edit=edit)
-        if job.state.terminal:
+        final = job.state.terminal
+        self.coalescer.submit(int(job.channel_id), message_id, payload, urgent=urgent, edit=edit, final=final)
+        if final:
             self._last_render.pop(job.id, None)
-            await self.coalescer.flush(message_id)
-            self.coalescer.forget(message_id)
         if job.state is State.SUCCEEDED:
             await self.audit(job)
 

@@ -134,7 +134,8 @@ class Capabilities:
         sizes = self.sizes[request.model]
         if request.size not in sizes:
             raise InvalidRequest(
-                f"Size {request.size} is not available for {request.model} with {provider_name}; choose {_or(sizes)}."
+                f"Size {_shown(request.size)} is not available for {request.model} with {provider_name}; "
+                f"choose {_or(sizes)}."
             )
         seconds = self.seconds[request.model]
         if request.seconds not in seconds:
@@ -142,6 +143,11 @@ class Capabilities:
                 f"{request.seconds} s is not available for {request.model} with {provider_name}; "
                 f"choose {_or([f'{s} s' for s in seconds])}."
             )
+
+
+def _shown(value: str) -> str:
+    """User input echoed in a refusal: as typed when it is plain text, else quoted with escapes."""
+    return value if value.isprintable() and len(value) <= 20 else repr(value[:20])
 
 
 def _or(items: tuple[str, ...] | list[str]) -> str:
