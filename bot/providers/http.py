@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import aiohttp
 
 from bot.errors import (
     AuthenticationFailed,
+    GenerationFailed,
     ProviderError,
     ProviderOutOfCredits,
     ProviderRequestRejected,
@@ -268,6 +269,23 @@ class HttpClient:
                 )
                 await self.sleep(delay)
         raise AssertionError("unreachable")
+
+    async def download_result(
+        self,
+        job_id: str,
+        url: str | None,
+        refresh: Callable[[], Awaitable[str | None]],
+        dest: Path,
+        max_bytes: int,
+    ) -> Path:
+        """Fetch a job's public result link (asking the provider for it when ``url`` is unknown).
+
+        Result links point at public CDN hosts: no Authorization header is sent, so the API key
+        never leaves for a third-party host."""
+        url = url or await refresh()
+        if not url:
+            raise GenerationFailed(f"{self.provider}: job {job_id} has no result URL")
+        return await self.download(url, dest, max_bytes=max_bytes)
 
     async def download(
         self,

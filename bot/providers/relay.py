@@ -23,7 +23,6 @@ import aiohttp
 
 from bot.errors import (
     AuthenticationFailed,
-    GenerationFailed,
     InvalidRequest,
     ProviderError,
     ProviderOutOfCredits,
@@ -131,11 +130,10 @@ class RelayProvider:
         return parse_task(task)
 
     async def download(self, job_id: str, status: JobStatus, dest: Path, max_bytes: int) -> Path:
-        url = status.result_url or (await self.status(job_id)).result_url
-        if not url:
-            raise GenerationFailed(f"{NAME}: task {job_id} has no result URL")
-        # Result links are public CDN URLs: no Authorization header, so the key never leaves for that host.
-        return await self._http.download(url, dest, max_bytes=max_bytes)
+        async def refresh() -> str | None:
+            return (await self.status(job_id)).result_url
+
+        return await self._http.download_result(job_id, status.result_url, refresh, dest, max_bytes)
 
     async def cancel(self, job_id: str) -> bool:
         return False

@@ -88,6 +88,20 @@ def parse_reset_at(value: str | None, now: float | None = None) -> float | None:
     return max(0.0, parsed.timestamp() - now)
 
 
+def segmind_http(
+    session: aiohttp.ClientSession, provider: str, api_key: str, retry_base_delay: float, max_retries: int
+) -> HttpClient:
+    """The HTTP client both Segmind providers use: 406 means the account is out of credits."""
+    return SegmindHttpClient(
+        session,
+        provider=provider,
+        secrets=(api_key,),
+        out_of_credits=(406,),
+        base_delay=retry_base_delay,
+        max_retries=max_retries,
+    )
+
+
 class SegmindHttpClient(HttpClient):
     """HttpClient that also reads Segmind's 429 hint, ``x-rate-limit-reset-at-utc`` (no Retry-After)."""
 
@@ -136,14 +150,7 @@ class SegmindProvider:
         retry_base_delay: float = 0.5,
         max_retries: int = 4,
     ) -> None:
-        self._http = SegmindHttpClient(
-            session,
-            provider=self.name,
-            secrets=(api_key,),
-            out_of_credits=(406,),
-            base_delay=retry_base_delay,
-            max_retries=max_retries,
-        )
+        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         # Completed jobs' URLs, so polling again after COMPLETED costs no request. Bounded: LRU.
@@ -220,13 +227,11 @@ class SegmindProvider:
         return f"{self._base}/v2/requests/{quote(job_id, safe='')}"
 
     async def download(self, job_id: str, status: JobStatus, dest: Path, max_bytes: int) -> Path:
+        async def refresh() -> str | None:
+            return (await self.status(job_id)).result_url
+
         url = status.result_url or self._result_urls.get(job_id)
-        if url is None:
-            url = (await self.status(job_id)).result_url
-        if url is None:
-            raise GenerationFailed(f"segmind: job {job_id} has no result to download")
-        # The output URL is public: no API key goes to it.
-        return await self._http.download(url, dest, max_bytes=max_bytes)
+        return await self._http.download_result(job_id, url, refresh, dest, max_bytes)
 
     async def cancel(self, job_id: str) -> bool:
         return False  # Segmind v2 has no cancel call.

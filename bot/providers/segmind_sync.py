@@ -33,16 +33,15 @@ from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,
-    HttpClient,
     backoff_delay,
     error_message_from_body,
     stream_to_file,
 )
 from bot.providers.segmind import (
     DEFAULT_BASE_URL,
-    SegmindHttpClient,
     request_body,
     segmind_capabilities,
+    segmind_http,
     validate_segmind,
 )
 
@@ -79,14 +78,7 @@ class SegmindSyncProvider:
         max_retries: int = 4,
     ) -> None:
         self._session = session
-        self._http: HttpClient = SegmindHttpClient(
-            session,
-            provider=self.name,
-            secrets=(api_key,),
-            out_of_credits=(406,),
-            base_delay=retry_base_delay,
-            max_retries=max_retries,
-        )
+        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         self._owns_work_dir = work_dir is None
