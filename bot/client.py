@@ -20,7 +20,7 @@ from bot.errors import BotError, NotReady
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
-from bot.storage.guilds import GuildSettingsRepository
+from bot.storage.backend import AnyGuildSettings
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SoraBot(commands.Bot):
         self.pipeline: Pipeline | None = None
         self.metrics = Metrics()
         self.web: WebServer | None = None
-        self.guild_settings: GuildSettingsRepository | None = None
+        self.guild_settings: AnyGuildSettings | None = None
         self.policy_defaults = Defaults(
             cooldown_seconds=settings.cooldown_seconds,
             max_jobs_per_user=settings.max_pending_jobs_per_user,
@@ -57,7 +57,7 @@ class SoraBot(commands.Bot):
             raise NotReady("pipeline not started")
         return self.pipeline
 
-    def require_guild_settings(self) -> GuildSettingsRepository:
+    def require_guild_settings(self) -> AnyGuildSettings:
         if self.guild_settings is None:
             raise NotReady("guild settings not loaded")
         return self.guild_settings
@@ -69,7 +69,7 @@ class SoraBot(commands.Bot):
             open_pipeline(self.settings, session, notifier, start_runner=False, metrics=self.metrics)
         )
         await self._start_service(self.pipeline)
-        self.guild_settings = GuildSettingsRepository(self.pipeline.repo)
+        self.guild_settings = self.pipeline.guild_settings
         notifier.guild_settings = self.guild_settings  # the audit channel of each server
         self.tree.on_error = self.on_app_command_error
         self.add_dynamic_items(CancelButton)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from dotenv import dotenv_values
 
@@ -65,7 +65,7 @@ class Settings:
     openai_api_key: Secret = Secret("")
     openai_base_url: str = "https://api.openai.com/v1"
 
-    database_url: str = "sqlite:///data/bot.db"
+    database_url: str = field(default="sqlite:///data/bot.db", repr=False)  # may hold a password
     data_dir: Path = Path("data")
 
     discord_token: Secret = Secret("")
@@ -101,7 +101,9 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text that may have picked one up."""
-        return tuple(v.get() for f in fields(self) if isinstance(v := getattr(self, f.name), Secret) and v)
+        found = tuple(v.get() for f in fields(self) if isinstance(v := getattr(self, f.name), Secret) and v)
+        password = urlsplit(self.database_url).password  # postgresql://user:password@host/db
+        return (*found, *dict.fromkeys((password, unquote(password)))) if password else found
 
     @property
     def database_path(self) -> Path:
@@ -170,8 +172,11 @@ def _parse(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"SORA2API_PATH_PREFIX must start with '/', got {prefix!r}")
 
     database_url = get("DATABASE_URL", "sqlite:///data/bot.db")
-    if not database_url.startswith("sqlite:///"):
-        raise ConfigError(f"DATABASE_URL must look like sqlite:///path/to/bot.db, got {database_url.split('@')[-1]!r}")
+    if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(
+            "DATABASE_URL must look like sqlite:///path/to/bot.db or postgresql://user:password@host:5432/db,"
+            f" got {database_url.split('@')[-1]!r}"
+        )
 
     guild_raw = get("DISCORD_GUILD_ID")
     guild_id = integer("DISCORD_GUILD_ID", 0, minimum=1) if guild_raw else None

@@ -17,18 +17,18 @@ from bot.jobs.service import JobService
 from bot.metrics import Metrics
 from bot.providers.base import VideoProvider
 from bot.providers.registry import build_provider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.backend import AnyGuildSettings, AnyRepository, open_storage
 
 
 @dataclass
 class Pipeline:
-    repo: Repository
+    repo: AnyRepository
     provider: VideoProvider
     runner: JobRunner
     service: JobService
     metrics: Metrics
     callbacks: Callbacks
+    guild_settings: AnyGuildSettings
 
 
 @contextlib.asynccontextmanager
@@ -44,7 +44,7 @@ async def open_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """Connect the database, build the provider, start the runner (resuming unfinished jobs)."""
     metrics = metrics or Metrics()
-    repo = Repository(await connect(settings.database_path))
+    repo, guild_settings = await open_storage(settings)  # SQLite or PostgreSQL, from DATABASE_URL
     provider = provider or build_provider(settings, session, on_request=metrics.provider_request)
     callbacks = Callbacks(repo, settings.public_base_url)
     runner = JobRunner(
@@ -65,7 +65,7 @@ async def open_pipeline(
     try:
         if start_runner:
             await runner.start()
-        yield Pipeline(repo, provider, runner, service, metrics, callbacks)
+        yield Pipeline(repo, provider, runner, service, metrics, callbacks, guild_settings)
     finally:
         await runner.stop()
         await provider.aclose()

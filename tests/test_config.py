@@ -86,7 +86,7 @@ def test_explicit_provider_wins_over_a_present_key() -> None:
         ({"PROVIDER": "relay", "RELAY_API_KEY": "k" * 12}, "RELAY_BASE_URL", "required when PROVIDER=relay"),
         ({"SYNC_COMMANDS": "maybe"}, "SYNC_COMMANDS", "1/0"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
-        ({"DATABASE_URL": "postgres://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
+        ({"DATABASE_URL": "mysql://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
         ({"DISCORD_GATEWAY_URL": "https://gateway.example"}, "DISCORD_GATEWAY_URL", "ws or wss URL"),
     ],
 )
@@ -103,7 +103,7 @@ def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
 
 def test_a_database_url_error_does_not_echo_credentials() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_settings({"DATABASE_URL": "postgres://admin:hunter2-password@db.example/bot"})
+        load_settings({"DATABASE_URL": "mysql://admin:hunter2-password@db.example/bot"})
     assert "hunter2-password" not in str(caught.value)
 
 

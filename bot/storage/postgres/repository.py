@@ -1,0 +1,373 @@
+"""Every SQL statement of the PostgreSQL backend: the same public methods as ``bot.storage.repository``.
+
+Concurrency differs from SQLite: there is no single writer. Each transaction runs on its own pooled
+connection, so the read-check-write steps take explicit locks instead:
+
+* a reserve (``create_job``), ``set_extra`` and ``reset_day`` hold a transaction-scoped advisory lock on
+  (guild, user): two processes cannot both pass the balance check or the per-user admission;
+* a settle first locks the job's row (``SELECT ... FOR UPDATE``), so a capture and a refund of the same
+  job cannot both happen; the unique index ``ledger_once_per_job`` backs this with ON CONFLICT DO NOTHING.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import asyncpg
+
+from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.jobs.model import ACTIVE, TERMINAL, Job, State
+
+_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
+_UNFINISHED = [s.value for s in State if s not in TERMINAL]
+
+# Advisory lock namespaces (the two-int form keeps them apart from each other and from MIGRATION_LOCK).
+USER_LOCK_SPACE, GUILD_TERMS_LOCK_SPACE = 1, 2
+# Serialises every balance check-then-write of one user in one server, across connections and processes.
+_USER_LOCK = f"SELECT pg_advisory_xact_lock({USER_LOCK_SPACE}, hashtext($1::text || ':' || $2::text))"
+_INSERT_SETTLEMENT = (
+    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
+    " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (job_id, kind, pool) WHERE job_id IS NOT NULL DO NOTHING"
+)
+_INSERT_GRANT = (
+    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, day, actor_id, note, created_at)"
+    " VALUES ($1,$2,'grant',$3,$4,$5,$6,$7,$8)"
+)
+
+
+def _job(row: asyncpg.Record) -> Job:
+    data = dict(row)
+    data["state"] = State(data["state"])
+    return Job(**data)
+
+
+def _values(job: Job) -> list[Any]:
+    return [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+
+
+def _changed(status: str) -> int:
+    """Rows touched, from a command tag such as ``UPDATE 1`` or ``INSERT 0 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresRepository:
+    """Jobs and the credit ledger on an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        *,
+        provider: str,
+        user_id: str,
+        prompt: str,
+        seconds: int,
+        size: str,
+        model: str,
+        guild_id: str | None = None,
+        channel_id: str | None = None,
+        cost: int = 0,
+        policy: CreditPolicy | None = None,
+        allowance: int | None = None,
+        extra: dict[str, Any] | None = None,
+        now: float | None = None,
+        admission: Callable[[int, float | None], None] | None = None,
+    ) -> Job:
+        """Store a new queued job and reserve its credits in one transaction, under the (guild, user)
+        advisory lock, so neither the balance check nor ``admission`` can be passed twice at once."""
+        now = time.time() if now is None else now
+        columns = {
+            "state": State.QUEUED.value,
+            "provider": provider,
+            "user_id": user_id,
+            "guild_id": guild_id,
+            "channel_id": channel_id,
+            "prompt": prompt,
+            "seconds": seconds,
+            "size": size,
+            "model": model,
+            "cost": cost,
+            "created_at": now,
+            "updated_at": now,
+            **(extra or {}),
+        }
+        if not set(columns) <= set(_JOB_COLUMNS):
+            raise ValueError(f"unknown job fields {sorted(set(columns) - set(_JOB_COLUMNS))}")
+        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_USER_LOCK, guild_id or "", user_id)
+            if admission is not None:
+                admission(*await self._user_activity(conn, guild_id or "", user_id))
+            parts: list[tuple[str, int]] = []
+            if cost > 0:
+                assert policy is not None  # noqa: S101 - programming error, not input
+                daily = policy.daily_credits if allowance is None else allowance
+                balance = await self._balance(conn, guild_id or "", user_id, daily, now)
+                parts = balance.split(cost)  # raises InsufficientCredits: the transaction rolls back
+            row = await conn.fetchrow(
+                f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks}) RETURNING *",  # noqa: S608 - names checked
+                *columns.values(),
+            )
+            assert row is not None  # noqa: S101
+            day = utc_day(now)
+            for pool, amount in parts:
+                await conn.execute(
+                    "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
+                    " VALUES ($1,$2,'reserve',$3,$4,$5,$6,$7)",
+                    guild_id or "",
+                    user_id,
+                    pool,
+                    amount,
+                    row["id"],
+                    day,
+                    now,
+                )
+        return _job(row)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        row = await self.pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+        return _job(row) if row else None
+
+    async def save_job(self, job: Job) -> None:
+        """Write every stored field of ``job`` (its state change included) in one statement."""
+        await self.pool.execute(self._update_sql(), *_values(job), job.id)
+
+    @staticmethod
+    def _update_sql() -> str:
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(_JOB_COLUMNS, start=1))
+        return f"UPDATE jobs SET {assignments} WHERE id = ${len(_JOB_COLUMNS) + 1}"  # noqa: S608 - our columns
+
+    async def finish_job(self, job: Job, settle: str) -> bool:
+        """Store a terminal ``job`` and capture or refund its credits in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(self._update_sql(), *_values(job), job.id)  # also locks the job's row
+            return await self._settle(conn, job.id, settle, job.finished_at or time.time())
+
+    async def update_job(self, job_id: int, **fields: Any) -> None:
+        """Set a few non-state fields (status message id, image path...)."""
+        if not fields:
+            return
+        bad = set(fields) - set(_JOB_COLUMNS) | ({"state"} & set(fields))
+        if bad:
+            raise ValueError(f"cannot update {sorted(bad)} this way")
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(fields, start=1))
+        n = len(fields)
+        await self.pool.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ${n + 1} WHERE id = ${n + 2}",  # noqa: S608 - names checked
+            *fields.values(),
+            time.time(),
+            job_id,
+        )
+
+    async def jobs_in(self, states: Iterable[State]) -> list[Job]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM jobs WHERE state = ANY($1::text[]) ORDER BY id", [s.value for s in states]
+        )
+        return [_job(r) for r in rows]
+
+    async def unfinished_jobs(self) -> list[Job]:
+        return await self.jobs_in([s for s in State if s not in TERMINAL])
+
+    async def active_jobs(self) -> list[Job]:
+        return await self.jobs_in(ACTIVE)
+
+    async def recent_jobs(self, user_id: str, *, limit: int = 10, offset: int = 0) -> list[Job]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM jobs WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3", user_id, limit, offset
+        )
+        return [_job(r) for r in rows]
+
+    async def count_jobs(self, user_id: str) -> int:
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM jobs WHERE user_id = $1", user_id))
+
+    async def guild_jobs(self, guild_id: str, *, limit: int = 10, offset: int = 0) -> list[Job]:
+        """A server's jobs, newest first (the admin view of /jobs)."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM jobs WHERE guild_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3", guild_id, limit, offset
+        )
+        return [_job(r) for r in rows]
+
+    async def count_guild_jobs(self, guild_id: str) -> int:
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM jobs WHERE guild_id = $1", guild_id))
+
+    async def mark_result_deleted(self, job_id: int, *, now: float | None = None) -> bool:
+        """Record that the posted video was removed; False if it already was."""
+        now = time.time() if now is None else now
+        status = await self.pool.execute(
+            "UPDATE jobs SET result_deleted_at = $1, updated_at = $1 WHERE id = $2 AND result_deleted_at IS NULL",
+            now,
+            job_id,
+        )
+        return _changed(status) > 0
+
+    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
+        """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
+        rows = await self.pool.fetch(
+            "SELECT finished_at - submitted_at FROM jobs WHERE provider = $1 AND model = $2 AND state = $3"
+            " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT $4",
+            provider,
+            model,
+            State.SUCCEEDED.value,
+            sample,
+        )
+        values = [r[0] for r in rows if r[0] and r[0] > 0]
+        return statistics.median(values) if len(values) >= 3 else None
+
+    # --- credits ----------------------------------------------------------------------------
+
+    async def balance(self, guild_id: str, user_id: str, allowance: int, now: float | None = None) -> Balance:
+        async with self.pool.acquire() as conn:
+            return await self._balance(conn, guild_id, user_id, allowance, time.time() if now is None else now)
+
+    @staticmethod
+    async def _balance(conn: asyncpg.Connection, guild_id: str, user_id: str, allowance: int, now: float) -> Balance:
+        row = await conn.fetchrow(
+            "SELECT"
+            " COALESCE(SUM(amount) FILTER (WHERE pool = $1 AND day = $2 AND kind = 'reserve'), 0)"
+            " - COALESCE(SUM(amount) FILTER (WHERE pool = $1 AND day = $2 AND kind IN ('refund', 'grant')), 0),"
+            " COALESCE(SUM(amount) FILTER (WHERE pool = $3 AND kind IN ('grant', 'refund')), 0)"
+            " - COALESCE(SUM(amount) FILTER (WHERE pool = $3 AND kind = 'reserve'), 0)"
+            " FROM ledger WHERE guild_id = $4 AND user_id = $5",
+            DAILY,
+            utc_day(now),
+            EXTRA,
+            guild_id,
+            user_id,
+        )
+        daily_used, extra = (int(row[0]), int(row[1])) if row else (0, 0)
+        return Balance(allowance=allowance, daily_used=daily_used, extra=extra, resets_at=next_reset(now), now=now)
+
+    async def settle(self, job_id: int, kind: str, *, now: float | None = None) -> bool:
+        """Capture or refund every reserve of ``job_id`` exactly once; False if already settled."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._settle(conn, job_id, kind, time.time() if now is None else now)
+
+    @staticmethod
+    async def _settle(conn: asyncpg.Connection, job_id: int, kind: str, now: float) -> bool:
+        """The body of ``settle``; the caller holds the transaction."""
+        if kind not in ("capture", "refund"):
+            raise ValueError(kind)
+        # The job's row lock orders concurrent settles: the second one sees the first one's rows.
+        await conn.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", job_id)
+        reserves = await conn.fetch(
+            "SELECT guild_id, user_id, pool, amount, day FROM ledger r WHERE job_id = $1 AND kind = 'reserve'"
+            " AND NOT EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id AND s.pool = r.pool"
+            " AND s.kind IN ('capture', 'refund'))",
+            job_id,
+        )
+        written = 0
+        for guild_id, user_id, pool, amount, day in reserves:
+            status = await conn.execute(_INSERT_SETTLEMENT, guild_id, user_id, kind, pool, amount, job_id, day, now)
+            written += _changed(status)
+        return written > 0
+
+    async def grant(
+        self, guild_id: str, user_id: str, amount: int, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        await self.pool.execute(_INSERT_GRANT, guild_id, user_id, EXTRA, amount, utc_day(now), actor_id, note, now)
+
+    async def set_extra(
+        self, guild_id: str, user_id: str, amount: int, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> int:
+        """Make the user's extra balance exactly ``amount`` with one grant row of the difference."""
+        now = time.time() if now is None else now
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_USER_LOCK, guild_id, user_id)
+            difference = amount - (await self._balance(conn, guild_id, user_id, 0, now)).extra
+            await conn.execute(
+                _INSERT_GRANT, guild_id, user_id, EXTRA, difference, utc_day(now), actor_id, note or "set extra", now
+            )
+        return difference
+
+    async def reset_day(
+        self, guild_id: str, user_id: str, *, actor_id: str, note: str = "", now: float | None = None
+    ) -> int:
+        """Give back today's spent daily credits (open reserves excepted) with one daily grant row."""
+        now = time.time() if now is None else now
+        day = utc_day(now)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_USER_LOCK, guild_id, user_id)
+            used = (await self._balance(conn, guild_id, user_id, 0, now)).daily_used
+            open_reserves = await conn.fetchval(
+                "SELECT COALESCE(SUM(amount), 0) FROM ledger r WHERE guild_id = $1 AND user_id = $2 AND pool = $3"
+                " AND day = $4 AND kind = 'reserve' AND NOT EXISTS (SELECT 1 FROM ledger s"
+                " WHERE s.job_id = r.job_id AND s.pool = r.pool AND s.kind IN ('capture', 'refund'))",
+                guild_id,
+                user_id,
+                DAILY,
+                day,
+            )
+            amount = max(0, used - int(open_reserves))
+            await conn.execute(_INSERT_GRANT, guild_id, user_id, DAILY, amount, day, actor_id, note or "reset day", now)
+        return amount
+
+    async def user_activity(self, guild_id: str, user_id: str) -> tuple[int, float | None]:
+        """(unfinished jobs, creation time of the latest job) of a user in one server."""
+        async with self.pool.acquire() as conn:
+            return await self._user_activity(conn, guild_id, user_id)
+
+    @staticmethod
+    async def _user_activity(conn: asyncpg.Connection, guild_id: str, user_id: str) -> tuple[int, float | None]:
+        row = await conn.fetchrow(
+            "SELECT COUNT(*) FILTER (WHERE state = ANY($1::text[])), MAX(created_at)"
+            " FROM jobs WHERE guild_id = $2 AND user_id = $3",
+            _UNFINISHED,
+            guild_id,
+            user_id,
+        )
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    async def ledger_entries(self, guild_id: str, user_id: str, *, limit: int = 10) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT kind, pool, amount, job_id, day, actor_id, note, created_at FROM ledger"
+            " WHERE guild_id = $1 AND user_id = $2 ORDER BY id DESC LIMIT $3",
+            guild_id,
+            user_id,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def settlements(self, job_id: int) -> dict[str, int]:
+        """kind -> total amount for one job (tests and /jobs use it)."""
+        rows = await self.pool.fetch("SELECT kind, SUM(amount) FROM ledger WHERE job_id = $1 GROUP BY kind", job_id)
+        return {r[0]: int(r[1]) for r in rows}
+
+    # --- service: health and provider callbacks (migration 0003) -------------------------------
+
+    async def ping(self) -> None:
+        """Raise unless the server answers a query on the migrated schema."""
+        await self.pool.fetchval("SELECT MAX(version) FROM schema_version")
+
+    async def add_callback_secret(self, job_id: int, digest: str, *, now: float | None = None) -> None:
+        """Store the digest of a job's callback secret (one per submit attempt)."""
+        await self.pool.execute(
+            "INSERT INTO callback_secrets (digest, job_id, created_at) VALUES ($1,$2,$3)",
+            digest,
+            job_id,
+            time.time() if now is None else now,
+        )
+
+    async def callback_secret(self, digest: str) -> tuple[int, float | None] | None:
+        """(job id, used_at) for a secret's digest, or None when unknown."""
+        row = await self.pool.fetchrow("SELECT job_id, used_at FROM callback_secrets WHERE digest = $1", digest)
+        return (int(row[0]), row[1]) if row else None
+
+    async def use_callback_secret(self, digest: str, *, now: float | None = None) -> bool:
+        """Mark a secret as spent on a finished-task callback; False if it already was (a replay)."""
+        status = await self.pool.execute(
+            "UPDATE callback_secrets SET used_at = $1 WHERE digest = $2 AND used_at IS NULL",
+            time.time() if now is None else now,
+            digest,
+        )
+        return _changed(status) > 0
