@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "BENCHMARKS.md"
-CI_TRIALS = 30  # tests/faults/test_kill_restart.py's default FAULT_TRIALS
+CI_TRIALS = 100  # tests/faults/test_kill_restart.py's default FAULT_TRIALS
 SUITE_BUDGET = 180.0
 
 

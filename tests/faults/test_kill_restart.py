@@ -6,7 +6,7 @@ specific step (the provider holding a job whose id the bot has not stored yet, m
 mid-upload, the instant the video post lands), kills the process with SIGKILL and restarts it in
 the same working directory. At the end every job must be settled exactly once (see ``audit``).
 
-``FAULT_TRIALS`` sets the number of kills (CI default 30; ``python -m bench.run_all --fault-trials
+``FAULT_TRIALS`` sets the number of kills (CI default 100; ``python -m bench.run_all --fault-trials
 100`` runs 100 and puts the summary line in BENCHMARKS.md). ``FAULT_SEED`` replays a run.
 """
 
@@ -25,7 +25,7 @@ import pytest
 from tests.e2e.world import World
 from tests.faults import ChaosRelay, audit, chaos_world, runner_started, text_channels, video_posts, wait_all_terminal
 
-TRIALS = int(os.environ.get("FAULT_TRIALS", "30"))
+TRIALS = int(os.environ.get("FAULT_TRIALS", "100"))
 SEED = int(os.environ.get("FAULT_SEED", str(random.SystemRandom().randrange(1_000_000))))
 USERS = 5
 MAX_UNFINISHED = 8
