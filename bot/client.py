@@ -30,12 +30,16 @@ EXTENSIONS = ("cogs.sora", "cogs.jobs", "cogs.admin", "cogs.credits", "cogs.crea
 
 class SoraBot(commands.Bot):
     def __init__(self, settings: Settings) -> None:
+        sharding: dict[str, object] = {}
+        if settings.shard_count is not None:
+            sharding = {"shard_count": settings.shard_count, "shard_ids": settings.shard_ids}
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=discord.Intents(guilds=True),
             # Nothing the bot sends may ping anyone unless a message opts in explicitly.
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            **sharding,  # type: ignore[arg-type]
         )
         self.settings = settings
         self.pipeline: Pipeline | None = None
@@ -151,3 +155,19 @@ class SoraBot(commands.Bot):
         await self.coalescer.aclose()
         await self._stack.aclose()
         await super().close()
+
+
+class ShardedSoraBot(SoraBot, commands.AutoShardedBot):
+    """``SHARD_COUNT`` (and optionally ``SHARD_IDS``) set: this process connects those shards only, and
+    Discord sends it the events of their guilds. Jobs and credits are shared with the other processes
+    through the database (job leases: bot/jobs/runner.py)."""
+
+    async def _gateway_connected(self) -> bool:
+        # One socket per shard; ``ws`` is unused here.
+        shards = self.shards.values()
+        return self.is_ready() and not self.is_closed() and bool(shards) and not any(s.is_closed() for s in shards)
+
+
+def make_bot(settings: Settings) -> SoraBot:
+    """The bot for these settings: sharded on discord.py's AutoShardedBot when SHARD_COUNT is set."""
+    return ShardedSoraBot(settings) if settings.shard_count is not None else SoraBot(settings)

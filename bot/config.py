@@ -80,6 +80,11 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
     typical_job_seconds: float | None = None
+    lease_seconds: float = 60.0
+    """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
+    shard_ids: tuple[int, ...] | None = None
+    """The Discord shards this process runs (None = all of ``shard_count``, or no sharding)."""
+    shard_count: int | None = None
 
     daily_credits: int = 40
     credits_per_second: int = 1
@@ -192,6 +197,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if http_port is not None and http_port > 65535:
         raise ConfigError(f"HTTP_PORT must be a port number between 1 and 65535, got {http_port}")
 
+    shard_count = integer("SHARD_COUNT", 1, minimum=1) if get("SHARD_COUNT") else None
+    shard_ids = _shard_ids(get("SHARD_IDS"), shard_count)
+
     return Settings(
         provider=provider,
         segmind_api_key=Secret(get("SEGMIND_API_KEY")),
@@ -216,6 +224,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
         max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
         typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
+        lease_seconds=float(integer("LEASE_SECONDS", 60, minimum=2)),
+        shard_ids=shard_ids,
+        shard_count=shard_count,
         daily_credits=integer("DAILY_CREDITS", 40),
         credits_per_second=integer("CREDITS_PER_SECOND", 1),
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
@@ -228,3 +239,18 @@ def _parse(env: Mapping[str, str]) -> Settings:
         http_host=get("HTTP_HOST", "127.0.0.1"),
         public_base_url=url("PUBLIC_BASE_URL"),
     )
+
+
+def _shard_ids(raw: str, shard_count: int | None) -> tuple[int, ...] | None:
+    """``SHARD_IDS=0,2``: which of ``SHARD_COUNT`` shards this process connects."""
+    if not raw:
+        return None
+    if shard_count is None:
+        raise ConfigError("SHARD_IDS needs SHARD_COUNT (the total number of shards across all processes)")
+    try:
+        ids = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
+    except ValueError:
+        raise ConfigError(f"SHARD_IDS must be a comma-separated list of shard numbers like 0,1, got {raw!r}") from None
+    if not ids or ids[0] < 0 or ids[-1] >= shard_count:
+        raise ConfigError(f"SHARD_IDS must be numbers from 0 to {shard_count - 1} (SHARD_COUNT - 1), got {raw!r}")
+    return ids

@@ -11,7 +11,7 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 
-from bot.client import SoraBot
+from bot.client import make_bot
 from bot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def run_bot(settings: Settings) -> int:
 
 
 async def _serve(settings: Settings) -> None:
-    bot = SoraBot(settings)
+    bot = make_bot(settings)
     loop = asyncio.get_running_loop()
     stopping: set[asyncio.Task[None]] = set()
 

@@ -177,3 +177,12 @@ class NotReady(BotError):
     """A command arrived before the bot finished starting."""
 
     user_message = "The bot is still starting up. Please try again in a few seconds."
+
+
+class LeaseLost(BotError):
+    """Another bot process took this job over (our lease expired) or it was finished elsewhere.
+
+    Raised by a fenced job write that matched no row; the runner stops working the job quietly and
+    writes nothing more, so the job is never settled or moved twice."""
+
+    user_message = "This job is being handled by another instance of the bot."

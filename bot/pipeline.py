@@ -59,6 +59,7 @@ async def open_pipeline(
         typical_job_seconds=settings.typical_job_seconds,
         events=metrics,
         callback_url=callbacks.url_for,
+        lease_seconds=settings.lease_seconds,  # several processes on one database: see README
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
     service = JobService(repo, provider, runner, policy, data_dir=settings.data_dir, charge=charge)

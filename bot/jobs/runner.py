@@ -1,11 +1,20 @@
 """Runs jobs: one task per active job, a persisted queue behind global and per-user caps, and
-recovery of every unfinished job after a restart (see bot/jobs/model.py for what is resumed)."""
+recovery of every unfinished job after a restart (see bot/jobs/model.py for what is resumed).
+
+Several bot processes may share one database. A runner works a job only while it holds the job's
+lease (``claim_jobs``); a heartbeat renews its leases every ``lease_seconds / 3``, and every state
+write is fenced by the lease, so a process that lost a job (it stalled past its lease and another
+took over) can no longer move or settle it. A crashed process's jobs are taken over once their
+leases expire (at once, when the dead process ran on this host)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,11 +27,12 @@ from bot.errors import (
     GenerationFailed,
     JobInterrupted,
     JobNotResumable,
+    LeaseLost,
     ProviderError,
     ProviderTimeout,
     RateLimited,
 )
-from bot.jobs.model import Job, State
+from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.polling import AdaptivePoller
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
@@ -31,6 +41,29 @@ from bot.storage.repository import Repository
 log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_POLL_ERRORS = 12
+
+
+def runner_id() -> str:
+    """``host:pid:random``: unique per runner, and tells a runner on the same host whether we are alive."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def dead_local_owner(owner: str, me: str) -> bool:
+    """Whether ``owner`` was a runner on this host whose process is gone (a crash or a restart within
+    its lease): its jobs need not wait for the lease to expire."""
+    parts = owner.rsplit(":", 2)
+    if owner == me or len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True  # an earlier process that had our pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
 
 
 class CancelRefused(BotError):
@@ -61,8 +94,13 @@ class JobRunner:
         typical_job_seconds: float | None = None,
         events: JobEvents | None = None,
         callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
+        lease_seconds: float = 60.0,
+        owner: str | None = None,
     ) -> None:
         self.repo = repo
+        self.lease_seconds = lease_seconds
+        self.owner = owner or runner_id()
+        """Who holds this runner's leases (see bot/storage/migrations/0005_leases.sql)."""
         self.events = events
         self.callback_url = callback_url
         """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
@@ -81,7 +119,12 @@ class JobRunner:
         self._polls: dict[int, int] = {}
         self._positions: dict[int, int] = {}
         self._cancelling: set[int] = set()
+        self._leased: set[int] = set()
+        """Jobs whose lease this runner holds and renews; their writes are fenced by it."""
+        self._dead_owners: list[str] = []
+        """Lease holders known dead (processes of this host that are gone): their leases count as free."""
         self._loop_task: asyncio.Task[None] | None = None
+        self._lease_task: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -89,14 +132,22 @@ class JobRunner:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         await self._recover()
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
+        self._lease_task = asyncio.create_task(self._lease_loop(), name="job-leases")
 
     async def stop(self) -> None:
-        """Stop working; unfinished jobs stay in the database and resume on the next start."""
-        tasks = [t for t in (self._loop_task, *self._tasks.values()) if t is not None]
+        """Stop working; unfinished jobs stay in the database and resume on the next start (or in
+        another process at once: their leases are released)."""
+        tasks = [t for t in (self._loop_task, self._lease_task, *self._tasks.values()) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._loop_task = None
+        self._loop_task = self._lease_task = None
+        try:
+            # Bounded: a database that is down must not hold up the shutdown.
+            await asyncio.wait_for(self.repo.release_leases(self.owner), timeout=5)
+        except Exception:
+            # They expire by themselves; another process then takes the jobs over.
+            log.warning("could not release job leases of %s", self.owner, exc_info=True)
 
     def wake(self, job_id: int | None = None) -> None:
         """Something changed: a new job was queued, or a provider callback arrived for ``job_id``."""
@@ -114,9 +165,16 @@ class JobRunner:
     # --- scheduling ---------------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        for job in await self.repo.unfinished_jobs():
-            if job.state is State.QUEUED:
+        """Resume every started job nobody works on: ours from before a restart, or (later, from the
+        lease loop) those of a process that died or stalled past its leases."""
+        self._dead_owners = [o for o in await self.repo.lease_owners() if dead_local_owner(o, self.owner)]
+        claimed = await self.repo.claim_jobs(
+            self.owner, ACTIVE, lease_seconds=self.lease_seconds, free_owners=self._dead_owners
+        )
+        for job in claimed:
+            if job.id in self._tasks:  # cannot happen: our own live leases are never claimable
                 continue
+            self._leased.add(job.id)
             if job.state is State.SUBMITTING:
                 await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
             elif not self.provider.capabilities.resumable and not self._result_path(job).exists():
@@ -137,17 +195,59 @@ class JobRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30)
 
+    async def _lease_loop(self) -> None:
+        """Renew our leases and take over jobs whose lease ran out, every third of a lease."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self._heartbeat()
+                await self._recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("lease upkeep failed; retrying")
+            self._wake.set()  # queued jobs of another process may have become free too
+
+    async def _heartbeat(self) -> None:
+        held = set(self._leased)
+        if not held:
+            return
+        kept = await self.repo.renew_leases(self.owner, held, lease_seconds=self.lease_seconds)
+        for job_id in held - kept:
+            # A job we finished a moment ago is no longer renewable either: look before stopping it.
+            current = await self.repo.get_job(job_id)
+            if job_id not in self._leased or current is None or current.state.terminal:
+                self._leased.discard(job_id)
+                continue
+            log.warning("job %s: lease lost (another process took it over); stopping work on it here", job_id)
+            self._leased.discard(job_id)
+            task = self._tasks.get(job_id)
+            if task is not None:
+                task.cancel()
+
     async def _schedule_once(self) -> None:
+        # Per-user caps count this process's jobs only; several processes may each run one per user.
         running = Counter(self._owners.values())
         waiting: list[Job] = []
+        chosen: list[Job] = []
         for job in await self.repo.jobs_in([State.QUEUED]):
             if job.id in self._tasks or job.id in self._cancelling:
                 continue
-            if len(self._tasks) < self.max_running and running[job.user_id] < self.max_running_per_user:
+            if job.image_path and not await self._image_here(job):
+                continue  # another process's upload: that process sends it
+            if len(self._tasks) + len(chosen) < self.max_running and running[job.user_id] < self.max_running_per_user:
                 running[job.user_id] += 1
-                self._spawn(job)
+                chosen.append(job)
             else:
                 waiting.append(job)
+        if chosen:
+            # Another process may claim some of them first: it then runs them.
+            ids = [job.id for job in chosen]
+            for job in await self.repo.claim_jobs(
+                self.owner, [State.QUEUED], lease_seconds=self.lease_seconds, job_ids=ids, free_owners=self._dead_owners
+            ):
+                self._leased.add(job.id)
+                self._spawn(job)
         positions = {job.id: n for n, job in enumerate(waiting, start=1)}
         for job in waiting:
             if self._positions.get(job.id) != positions[job.id]:
@@ -163,6 +263,8 @@ class JobRunner:
             self.events.job_taken(job)
 
         def finished(_: asyncio.Task[None]) -> None:
+            # Whatever ended the task, stop renewing: a lease left behind expires and is taken over.
+            self._leased.discard(job.id)
             self._tasks.pop(job.id, None)
             self._owners.pop(job.id, None)
             self._job_events.pop(job.id, None)
@@ -174,8 +276,15 @@ class JobRunner:
 
     async def _run(self, job: Job) -> None:
         try:
+            await self._work(job)
+        except LeaseLost as exc:
+            # Another process works the job now; nothing of ours was written.
+            log.warning("job %s: stopped here: %s", job.id, exc.detail)
+
+    async def _work(self, job: Job) -> None:
+        try:
             await self._drive(job)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):
             raise
         except BotError as exc:
             await self._fail(job.id, exc)
@@ -281,7 +390,7 @@ class JobRunner:
     async def _move(self, job: Job, target: State, **changes: object) -> Job:
         """Store the new state first, then tell the world."""
         moved = job.moved(target, time.time(), **changes)
-        await self.repo.save_job(moved)
+        await self.repo.save_job(moved, owner=self._fence(job.id))
         if target is not job.state:
             log.info("job %s: %s -> %s", job.id, job.state, target, extra={"job_id": job.id, "state": target.value})
             if self.events is not None:
@@ -338,7 +447,8 @@ class JobRunner:
 
     async def _finish(self, job: Job, settle: str) -> None:
         """Store the terminal state and settle credits atomically, then clean up and tell the world."""
-        settled = await self.repo.finish_job(job, settle)
+        settled = await self.repo.finish_job(job, settle, owner=self._fence(job.id))
+        self._leased.discard(job.id)  # finished: nothing left to renew
         log.info(
             "job %s: %s (credits: %s)", job.id, job.state, settle, extra={"job_id": job.id, "state": job.state.value}
         )
@@ -352,6 +462,11 @@ class JobRunner:
         await asyncio.to_thread(self._cleanup, job)
         await self._notify(job)
 
+    def _fence(self, job_id: int) -> str | None:
+        """The owner a write of ``job_id`` is fenced by: ours while we hold its lease, else none (a cancel
+        of a job no runner here works)."""
+        return self.owner if job_id in self._leased else None
+
     async def _notify(self, job: Job) -> None:
         try:
             await self.notifier.job_changed(job)
@@ -364,6 +479,14 @@ class JobRunner:
 
     def _result_path(self, job: Job) -> Path:
         return self.work_dir / f"job-{job.id}.mp4"
+
+    async def _image_here(self, job: Job) -> bool:
+        """Whether this process can send ``job``'s reference image. A process without a DATA_DIR shared
+        with the one that stored it leaves the job to that one, unless it waited a whole lease (that
+        process may be gone: trying, and failing with a refund, beats waiting forever)."""
+        if time.time() - job.created_at > self.lease_seconds:
+            return True
+        return await asyncio.to_thread(Path(str(job.image_path)).exists)
 
     def _load_image(self, job: Job) -> ReferenceImage | None:
         if not job.image_path:

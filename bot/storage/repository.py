@@ -15,16 +15,22 @@ from typing import Any
 import aiosqlite
 
 from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 
 # How long BEGIN IMMEDIATE is retried when SQLite refuses it at once (see Repository._begin).
 BUSY_RETRY_SECONDS = 10.0
 
 _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
+_TERMINAL = tuple(s.value for s in TERMINAL)
+# A fenced write (see save_job) lands only while its runner still holds the lease of an unfinished job.
+_FENCE = f" AND lease_owner = ? AND state NOT IN ({','.join('?' * len(_TERMINAL))})"
 
 
 def _job(row: aiosqlite.Row) -> Job:
-    data = {key: row[key] for key in row.keys()}
+    # Lease columns (migration 0005) belong to the runners, not to Job.
+    data = {key: row[key] for key in row.keys() if key in _JOB_FIELDS}
     data["state"] = State(data["state"])
     if "private" in data:
         data["private"] = bool(data["private"])
@@ -160,20 +166,127 @@ class Repository:
             row = await cur.fetchone()
         return _job(row) if row else None
 
-    async def save_job(self, job: Job) -> None:
-        """Write every stored field of ``job`` (its state change included) in one statement."""
-        assignments = ", ".join(f"{c} = ?" for c in _JOB_COLUMNS)
-        values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
-        await self._write(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))  # noqa: S608
+    async def save_job(self, job: Job, *, owner: str | None = None) -> None:
+        """Write every stored field of ``job`` (its state change included) in one statement.
 
-    async def finish_job(self, job: Job, settle: str) -> bool:
+        With ``owner`` the write is fenced: it lands only while that runner holds the job's lease and
+        the job is unfinished, else LeaseLost (another process took the job over, or it was cancelled)."""
+        async with self._transaction():
+            await self._store(job, owner, terminal=False)
+
+    async def finish_job(self, job: Job, settle: str, *, owner: str | None = None) -> bool:
         """Store a terminal ``job`` and capture or refund its credits in one transaction, so no crash
-        can leave a finished job with its credits still reserved. Returns whether anything was settled."""
+        can leave a finished job with its credits still reserved. Returns whether anything was settled.
+        ``owner`` fences it as in ``save_job``: a LeaseLost rolls back, nothing is settled."""
+        async with self._transaction():
+            await self._store(job, owner, terminal=True)
+            return await self._settle(job.id, settle, job.finished_at or time.time())
+
+    async def _store(self, job: Job, owner: str | None, *, terminal: bool) -> None:
+        """The UPDATE of save_job / finish_job; the caller holds the transaction. A finished job's lease
+        ends (its owner stays, as a record of who finished it)."""
         assignments = ", ".join(f"{c} = ?" for c in _JOB_COLUMNS)
         values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+        sql = f"UPDATE jobs SET {assignments}{', lease_expires_at = NULL' if terminal else ''} WHERE id = ?"  # noqa: S608
+        params: list[Any] = [*values, job.id]
+        if owner is not None:
+            sql += _FENCE
+            params += [owner, *_TERMINAL]
+        cur = await self.db.execute(sql, params)
+        if owner is not None and cur.rowcount == 0:
+            raise LeaseLost(f"job {job.id} is no longer leased by {owner}")
+
+    # --- leases (several bot processes on one database; migration 0005) ------------------------
+
+    async def claim_jobs(
+        self,
+        owner: str,
+        states: Iterable[State],
+        *,
+        lease_seconds: float,
+        limit: int | None = None,
+        job_ids: Iterable[int] | None = None,
+        free_owners: Iterable[str] = (),
+        now: float | None = None,
+    ) -> list[Job]:
+        """Lease to ``owner`` the jobs in ``states`` (optionally only ``job_ids``, at most ``limit``)
+        whose lease is free, expired, or held by one of ``free_owners`` (runners known to be dead),
+        lowest id first. ``BEGIN IMMEDIATE`` makes the check-and-take atomic across processes."""
+        now = time.time() if now is None else now
+        state_values = [s.value for s in states]
+        free = list(free_owners)
+        sql = (
+            f"SELECT id FROM jobs WHERE state IN ({','.join('?' * len(state_values))})"  # noqa: S608
+            " AND (lease_expires_at IS NULL OR lease_expires_at < ?"
+            + (f" OR lease_owner IN ({','.join('?' * len(free))})" if free else "")
+            + ")"
+        )
+        params: list[Any] = [*state_values, now, *free]
+        if job_ids is not None:
+            wanted = list(job_ids)
+            if not wanted:
+                return []
+            sql += f" AND id IN ({','.join('?' * len(wanted))})"
+            params += wanted
+        sql += " ORDER BY id" + (" LIMIT ?" if limit is not None else "")
+        params += [limit] if limit is not None else []
         async with self._transaction():
-            await self.db.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", (*values, job.id))  # noqa: S608
-            return await self._settle(job.id, settle, job.finished_at or time.time())
+            async with self.db.execute(sql, params) as cur:
+                ids = [r[0] for r in await cur.fetchall()]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            await self.db.execute(
+                f"UPDATE jobs SET lease_owner = ?, lease_expires_at = ? WHERE id IN ({marks})",  # noqa: S608
+                (owner, now + lease_seconds, *ids),
+            )
+            async with self.db.execute(f"SELECT * FROM jobs WHERE id IN ({marks}) ORDER BY id", ids) as cur:  # noqa: S608
+                return [_job(r) for r in await cur.fetchall()]
+
+    async def renew_leases(
+        self, owner: str, job_ids: Iterable[int], *, lease_seconds: float, now: float | None = None
+    ) -> set[int]:
+        """Extend ``owner``'s leases on ``job_ids``; returns the ids it still holds (the rest were taken
+        over or finished elsewhere)."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        now = time.time() if now is None else now
+        marks = ",".join("?" * len(ids))
+        where = f"id IN ({marks}){_FENCE}"
+        params = [*ids, owner, *_TERMINAL]
+        async with self._transaction():
+            await self.db.execute(
+                f"UPDATE jobs SET lease_expires_at = ? WHERE {where}",  # noqa: S608
+                (now + lease_seconds, *params),
+            )
+            async with self.db.execute(f"SELECT id FROM jobs WHERE {where}", params) as cur:  # noqa: S608
+                return {r[0] for r in await cur.fetchall()}
+
+    async def release_leases(self, owner: str, job_ids: Iterable[int] | None = None) -> int:
+        """Give up ``owner``'s leases on unfinished jobs (all, or ``job_ids``) so another process may
+        take them at once; returns how many."""
+        sql = f"UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE 1 = 1{_FENCE}"  # noqa: S608
+        params: list[Any] = [owner, *_TERMINAL]
+        if job_ids is not None:
+            ids = list(job_ids)
+            if not ids:
+                return 0
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params += ids
+        async with self._transaction():
+            cur = await self.db.execute(sql, params)
+        return cur.rowcount
+
+    async def lease_owners(self) -> list[str]:
+        """Every runner that holds a live or expired lease on an unfinished job."""
+        unfinished = [s.value for s in State if s not in TERMINAL]
+        async with self.db.execute(
+            f"SELECT DISTINCT lease_owner FROM jobs WHERE state IN ({','.join('?' * len(unfinished))})"  # noqa: S608
+            " AND lease_expires_at IS NOT NULL AND lease_owner IS NOT NULL ORDER BY lease_owner",
+            unfinished,
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
 
     async def update_job(self, job_id: int, **fields: Any) -> None:
         """Set a few non-state fields (status message id, image path...)."""

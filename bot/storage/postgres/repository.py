@@ -20,10 +20,13 @@ from typing import Any
 import asyncpg
 
 from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 
 _JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
 _UNFINISHED = [s.value for s in State if s not in TERMINAL]
+_TERMINAL = [s.value for s in TERMINAL]
 
 # Advisory lock namespaces (the two-int form keeps them apart from each other and from MIGRATION_LOCK).
 USER_LOCK_SPACE, GUILD_TERMS_LOCK_SPACE = 1, 2
@@ -40,7 +43,8 @@ _INSERT_GRANT = (
 
 
 def _job(row: asyncpg.Record) -> Job:
-    data = dict(row)
+    # Lease columns (migration 0005) belong to the runners, not to Job.
+    data = {key: value for key, value in row.items() if key in _JOB_FIELDS}
     data["state"] = State(data["state"])
     return Job(**data)
 
@@ -138,20 +142,113 @@ class PostgresRepository:
         row = await self.pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         return _job(row) if row else None
 
-    async def save_job(self, job: Job) -> None:
-        """Write every stored field of ``job`` (its state change included) in one statement."""
-        await self.pool.execute(self._update_sql(), *_values(job), job.id)
+    async def save_job(self, job: Job, *, owner: str | None = None) -> None:
+        """Write every stored field of ``job`` (its state change included) in one statement.
+
+        With ``owner`` the write is fenced: it lands only while that runner holds the job's lease and
+        the job is unfinished, else LeaseLost (another process took the job over, or it was cancelled)."""
+        async with self.pool.acquire() as conn:
+            await self._store(conn, job, owner, terminal=False)
+
+    async def finish_job(self, job: Job, settle: str, *, owner: str | None = None) -> bool:
+        """Store a terminal ``job`` and capture or refund its credits in one transaction.
+        ``owner`` fences it as in ``save_job``: a LeaseLost rolls back, nothing is settled."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._store(conn, job, owner, terminal=True)  # also locks the job's row
+            return await self._settle(conn, job.id, settle, job.finished_at or time.time())
 
     @staticmethod
-    def _update_sql() -> str:
+    async def _store(conn: asyncpg.Connection, job: Job, owner: str | None, *, terminal: bool) -> None:
+        """The UPDATE of save_job / finish_job. A finished job's lease ends (its owner stays, as a record)."""
+        n = len(_JOB_COLUMNS)
         assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(_JOB_COLUMNS, start=1))
-        return f"UPDATE jobs SET {assignments} WHERE id = ${len(_JOB_COLUMNS) + 1}"  # noqa: S608 - our columns
+        sql = f"UPDATE jobs SET {assignments}{', lease_expires_at = NULL' if terminal else ''} WHERE id = ${n + 1}"  # noqa: S608
+        params: list[Any] = [*_values(job), job.id]
+        if owner is not None:
+            sql += f" AND lease_owner = ${n + 2} AND state <> ALL(${n + 3}::text[])"
+            params += [owner, _TERMINAL]
+        status = await conn.execute(sql, *params)
+        if owner is not None and _changed(status) == 0:
+            raise LeaseLost(f"job {job.id} is no longer leased by {owner}")
 
-    async def finish_job(self, job: Job, settle: str) -> bool:
-        """Store a terminal ``job`` and capture or refund its credits in one transaction."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(self._update_sql(), *_values(job), job.id)  # also locks the job's row
-            return await self._settle(conn, job.id, settle, job.finished_at or time.time())
+    # --- leases (several bot processes on one database; migration 0005) ------------------------
+
+    async def claim_jobs(
+        self,
+        owner: str,
+        states: Iterable[State],
+        *,
+        lease_seconds: float,
+        limit: int | None = None,
+        job_ids: Iterable[int] | None = None,
+        free_owners: Iterable[str] = (),
+        now: float | None = None,
+    ) -> list[Job]:
+        """Lease to ``owner`` the jobs in ``states`` (optionally only ``job_ids``, at most ``limit``)
+        whose lease is free, expired, or held by one of ``free_owners`` (runners known to be dead),
+        lowest id first. ``FOR UPDATE SKIP LOCKED``: two processes claiming at once never get the same job."""
+        now = time.time() if now is None else now
+        wanted = None if job_ids is None else list(job_ids)
+        if wanted is not None and not wanted:
+            return []
+        rows = await self.pool.fetch(
+            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2 WHERE id IN ("
+            " SELECT id FROM jobs WHERE state = ANY($3::text[])"
+            " AND (lease_expires_at IS NULL OR lease_expires_at < $4 OR lease_owner = ANY($5::text[]))"
+            " AND ($6::bigint[] IS NULL OR id = ANY($6::bigint[]))"
+            " ORDER BY id LIMIT $7 FOR UPDATE SKIP LOCKED) RETURNING *",
+            owner,
+            now + lease_seconds,
+            [s.value for s in states],
+            now,
+            list(free_owners),
+            wanted,
+            limit,
+        )
+        return sorted((_job(r) for r in rows), key=lambda job: job.id)
+
+    async def renew_leases(
+        self, owner: str, job_ids: Iterable[int], *, lease_seconds: float, now: float | None = None
+    ) -> set[int]:
+        """Extend ``owner``'s leases on ``job_ids``; returns the ids it still holds (the rest were taken
+        over or finished elsewhere)."""
+        ids = list(job_ids)
+        if not ids:
+            return set()
+        now = time.time() if now is None else now
+        rows = await self.pool.fetch(
+            "UPDATE jobs SET lease_expires_at = $1 WHERE id = ANY($2::bigint[]) AND lease_owner = $3"
+            " AND state <> ALL($4::text[]) RETURNING id",
+            now + lease_seconds,
+            ids,
+            owner,
+            _TERMINAL,
+        )
+        return {int(r[0]) for r in rows}
+
+    async def release_leases(self, owner: str, job_ids: Iterable[int] | None = None) -> int:
+        """Give up ``owner``'s leases on unfinished jobs (all, or ``job_ids``) so another process may
+        take them at once; returns how many."""
+        ids = None if job_ids is None else list(job_ids)
+        if ids is not None and not ids:
+            return 0
+        status = await self.pool.execute(
+            "UPDATE jobs SET lease_owner = NULL, lease_expires_at = NULL WHERE lease_owner = $1"
+            " AND state <> ALL($2::text[]) AND ($3::bigint[] IS NULL OR id = ANY($3::bigint[]))",
+            owner,
+            _TERMINAL,
+            ids,
+        )
+        return _changed(status)
+
+    async def lease_owners(self) -> list[str]:
+        """Every runner that holds a live or expired lease on an unfinished job."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT lease_owner FROM jobs WHERE state = ANY($1::text[]) AND lease_expires_at IS NOT NULL"
+            " AND lease_owner IS NOT NULL ORDER BY lease_owner",
+            _UNFINISHED,
+        )
+        return [r[0] for r in rows]
 
     async def update_job(self, job_id: int, **fields: Any) -> None:
         """Set a few non-state fields (status message id, image path...)."""
