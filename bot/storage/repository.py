@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import statistics
@@ -17,24 +16,18 @@ import aiosqlite
 from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
+from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
 
 # How long BEGIN IMMEDIATE is retried when SQLite refuses it at once (see Repository._begin).
 BUSY_RETRY_SECONDS = 10.0
 
-_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
-_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
 _TERMINAL = tuple(s.value for s in TERMINAL)
 # A fenced write (see save_job) lands only while its runner still holds the lease of an unfinished job.
 _FENCE = f" AND lease_owner = ? AND state NOT IN ({','.join('?' * len(_TERMINAL))})"
 
 
 def _job(row: aiosqlite.Row) -> Job:
-    # Lease columns (migration 0005) belong to the runners, not to Job.
-    data = {key: row[key] for key in row.keys() if key in _JOB_FIELDS}
-    data["state"] = State(data["state"])
-    if "private" in data:
-        data["private"] = bool(data["private"])
-    return Job(**data)
+    return job_from_row({key: row[key] for key in row.keys()})
 
 
 class Repository:
@@ -128,23 +121,19 @@ class Repository:
                 daily = policy.daily_credits if allowance is None else allowance
                 balance = await self._balance(guild_id or "", user_id, daily, now)
                 parts = balance.split(cost)  # raises InsufficientCredits: nothing written
-            columns = {
-                "state": State.QUEUED.value,
-                "provider": provider,
-                "user_id": user_id,
-                "guild_id": guild_id,
-                "channel_id": channel_id,
-                "prompt": prompt,
-                "seconds": seconds,
-                "size": size,
-                "model": model,
-                "cost": cost,
-                "created_at": now,
-                "updated_at": now,
-                **(extra or {}),
-            }
-            if not set(columns) <= set(_JOB_COLUMNS):
-                raise ValueError(f"unknown job fields {sorted(set(columns) - set(_JOB_COLUMNS))}")
+            columns = new_job_columns(
+                provider=provider,
+                user_id=user_id,
+                prompt=prompt,
+                seconds=seconds,
+                size=size,
+                model=model,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                cost=cost,
+                now=now,
+                extra=extra,
+            )
             cur = await self.db.execute(
                 f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",  # noqa: S608
                 tuple(columns.values()),
@@ -185,8 +174,8 @@ class Repository:
     async def _store(self, job: Job, owner: str | None, *, terminal: bool) -> None:
         """The UPDATE of save_job / finish_job; the caller holds the transaction. A finished job's lease
         ends (its owner stays, as a record of who finished it)."""
-        assignments = ", ".join(f"{c} = ?" for c in _JOB_COLUMNS)
-        values = [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+        assignments = ", ".join(f"{c} = ?" for c in JOB_COLUMNS)
+        values = job_values(job)
         sql = f"UPDATE jobs SET {assignments}{', lease_expires_at = NULL' if terminal else ''} WHERE id = ?"  # noqa: S608
         params: list[Any] = [*values, job.id]
         if owner is not None:
@@ -292,7 +281,7 @@ class Repository:
         """Set a few non-state fields (status message id, image path...)."""
         if not fields:
             return
-        bad = set(fields) - set(_JOB_COLUMNS) | ({"state"} & set(fields))
+        bad = set(fields) - set(JOB_COLUMNS) | ({"state"} & set(fields))
         if bad:
             raise ValueError(f"cannot update {sorted(bad)} this way")
         assignments = ", ".join(f"{c} = ?" for c in fields)

@@ -11,7 +11,6 @@ connection, so the read-check-write steps take explicit locks instead:
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -22,9 +21,8 @@ import asyncpg
 from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
+from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
 
-_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(Job) if f.name not in ("id", "queue_position"))
-_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job))
 _UNFINISHED = [s.value for s in State if s not in TERMINAL]
 _TERMINAL = [s.value for s in TERMINAL]
 
@@ -43,14 +41,7 @@ _INSERT_GRANT = (
 
 
 def _job(row: asyncpg.Record) -> Job:
-    # Lease columns (migration 0005) belong to the runners, not to Job.
-    data = {key: value for key, value in row.items() if key in _JOB_FIELDS}
-    data["state"] = State(data["state"])
-    return Job(**data)
-
-
-def _values(job: Job) -> list[Any]:
-    return [getattr(job, c).value if c == "state" else getattr(job, c) for c in _JOB_COLUMNS]
+    return job_from_row(dict(row.items()))
 
 
 def _changed(status: str) -> int:
@@ -90,23 +81,19 @@ class PostgresRepository:
         """Store a new queued job and reserve its credits in one transaction, under the (guild, user)
         advisory lock, so neither the balance check nor ``admission`` can be passed twice at once."""
         now = time.time() if now is None else now
-        columns = {
-            "state": State.QUEUED.value,
-            "provider": provider,
-            "user_id": user_id,
-            "guild_id": guild_id,
-            "channel_id": channel_id,
-            "prompt": prompt,
-            "seconds": seconds,
-            "size": size,
-            "model": model,
-            "cost": cost,
-            "created_at": now,
-            "updated_at": now,
-            **(extra or {}),
-        }
-        if not set(columns) <= set(_JOB_COLUMNS):
-            raise ValueError(f"unknown job fields {sorted(set(columns) - set(_JOB_COLUMNS))}")
+        columns = new_job_columns(
+            provider=provider,
+            user_id=user_id,
+            prompt=prompt,
+            seconds=seconds,
+            size=size,
+            model=model,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            cost=cost,
+            now=now,
+            extra=extra,
+        )
         marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(_USER_LOCK, guild_id or "", user_id)
@@ -160,10 +147,10 @@ class PostgresRepository:
     @staticmethod
     async def _store(conn: asyncpg.Connection, job: Job, owner: str | None, *, terminal: bool) -> None:
         """The UPDATE of save_job / finish_job. A finished job's lease ends (its owner stays, as a record)."""
-        n = len(_JOB_COLUMNS)
-        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(_JOB_COLUMNS, start=1))
+        n = len(JOB_COLUMNS)
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(JOB_COLUMNS, start=1))
         sql = f"UPDATE jobs SET {assignments}{', lease_expires_at = NULL' if terminal else ''} WHERE id = ${n + 1}"  # noqa: S608
-        params: list[Any] = [*_values(job), job.id]
+        params: list[Any] = [*job_values(job), job.id]
         if owner is not None:
             sql += f" AND lease_owner = ${n + 2} AND state <> ALL(${n + 3}::text[])"
             params += [owner, _TERMINAL]
@@ -254,7 +241,7 @@ class PostgresRepository:
         """Set a few non-state fields (status message id, image path...)."""
         if not fields:
             return
-        bad = set(fields) - set(_JOB_COLUMNS) | ({"state"} & set(fields))
+        bad = set(fields) - set(JOB_COLUMNS) | ({"state"} & set(fields))
         if bad:
             raise ValueError(f"cannot update {sorted(bad)} this way")
         assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(fields, start=1))
