@@ -78,7 +78,7 @@ class SegmindSyncProvider:
         max_retries: int = 4,
     ) -> None:
         self._session = session
-        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
+        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries, base_url)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         self._owns_work_dir = work_dir is None
