@@ -35,6 +35,7 @@ from bot.errors import (
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.polling import AdaptivePoller
+from bot.media.video import check_result_async
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
 from bot.storage.repository import Repository
 
@@ -323,6 +324,7 @@ class JobRunner:
         if job.state is State.DOWNLOADING:
             assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
             await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
+            await check_result_async(path)  # only real videos are posted: refused ones are refunded
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
         done = job.moved(
