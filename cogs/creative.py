@@ -146,7 +146,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model)
         pipeline.service.validate(request)  # a wrong size or length is refused before any download
         frame = await self._last_frame(source)
-        reference = await pipeline.service.fit_reference(frame, request.size)
+        reference = await pipeline.service.fit_reference(frame, request.size, user_id=str(interaction.user.id))
         await self._start(interaction, source, request, "continue", reference=reference)
 
     async def _delete(self, interaction: discord.Interaction[SoraBot], source: Job) -> None:

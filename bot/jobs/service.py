@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.credits.ledger import Balance, CreditPolicy
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
-from bot.media.images import prepare_reference
+from bot.media.images import ImageGate, prepare_reference
 from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
@@ -53,6 +53,7 @@ class JobService:
         self.policy = policy
         self.images_dir = data_dir / "images"
         self.charge = charge
+        self.images = ImageGate()
 
     def validate(self, request: VideoRequest) -> None:
         """Raise InvalidRequest for anything the active provider cannot do. No I/O."""
@@ -66,9 +67,10 @@ class JobService:
         daily = self.policy.daily_credits if allowance is None else allowance
         return await self.repo.balance(guild_id or "", user_id, daily)
 
-    async def fit_reference(self, data: bytes, size: str) -> ReferenceImage:
-        """Validate a reference image by its bytes and fit it to ``size`` (off the event loop)."""
-        return await asyncio.to_thread(prepare_reference, data, size)
+    async def fit_reference(self, data: bytes, size: str, *, user_id: str | None = None) -> ReferenceImage:
+        """Validate a reference image by its bytes and fit it to ``size`` (off the event loop, bounded;
+        ``user_id``: one preparation in flight per member)."""
+        return await self.images.run(user_id, lambda: prepare_reference(data, size))
 
     async def submit(
         self,

@@ -47,6 +47,9 @@ from bot.providers.segmind import (
 
 log = logging.getLogger(__name__)
 
+MAX_FINISHED_JOBS = 256
+"""Finished calls remembered for a later status or download; older ones are forgotten."""
+
 DEFAULT_STREAM_CAP = 512 * 1024 * 1024
 
 
@@ -98,6 +101,7 @@ class SegmindSyncProvider:
             # Videos left by an earlier run can never be claimed (jobs do not survive a restart).
             self._swept = True
             await asyncio.to_thread(_sweep_stale, self._work_dir)
+        await self._forget_finished()
         job_id = f"sync-{uuid.uuid4().hex}"
         path = self._work_dir / f"{job_id}.mp4"
         task = asyncio.create_task(self._run(job_id, request, path), name=f"segmind-sync {job_id}")
@@ -148,6 +152,13 @@ class SegmindSyncProvider:
         paths = [job.path for job in self._jobs.values()]
         self._jobs.clear()
         await asyncio.to_thread(_remove, paths, self._work_dir if self._owns_work_dir else None)
+
+    async def _forget_finished(self) -> None:
+        """Keep at most MAX_FINISHED_JOBS finished calls nobody downloaded; the oldest go, with their files."""
+        done = [i for i, job in self._jobs.items() if job.task.done()]
+        stale = [self._jobs.pop(i).path for i in done[: max(0, len(done) - MAX_FINISHED_JOBS)]]
+        if stale:
+            await asyncio.to_thread(_remove, stale, None)
 
     def _job(self, job_id: str) -> _SyncJob:
         job = self._jobs.get(job_id)
