@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import discord
 
+from bot.discord_ui.links import shown
 from bot.jobs.model import Job, State
 from bot.providers.base import is_portrait
 
@@ -107,7 +108,7 @@ def status_embed(job: Job, *, balance_left: int | None = None) -> discord.Embed:
     embed.add_field(name="Time", value=elapsed(job), inline=True)
     embed.add_field(name="Status", value=short(state_line(job), 1000), inline=False)
     if job.state is State.SUCCEEDED and job.result_url:
-        embed.add_field(name="Video", value="deleted" if job.result_deleted_at else job.result_url, inline=False)
+        embed.add_field(name="Video", value="deleted" if job.result_deleted_at else shown(job.result_url), inline=False)
     if job.delivery_note:
         embed.set_footer(text=short(job.delivery_note, 300))
     return embed
