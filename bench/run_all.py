@@ -56,6 +56,7 @@ BENCHES = (
     ),
     Bench("shrink", "bench.bench_shrink", "Shrink a 25 MB 12 s 1280x720 clip under 10 MiB", "≤ 1× clip duration"),
     Bench("credits", "bench.bench_credits", "Credit reserves per second, 50 tasks", "— (comparison)"),
+    Bench("images", "bench.bench_image_memory", "Peak memory preparing a 6300x6300 reference image", "< 200 MiB"),
 )
 
 

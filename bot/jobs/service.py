@@ -12,7 +12,8 @@ from pathlib import Path
 from bot.credits.ledger import Balance, CreditPolicy
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
-from bot.media.images import ImageGate, prepare_reference
+from bot.media.gate import ImageGate
+from bot.media.images import prepare_reference
 from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 

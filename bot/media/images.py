@@ -1,7 +1,7 @@
 """Reference images: identify them by their bytes, refuse what a provider cannot take, fit them to a size.
 
-Everything here is pure and synchronous (CPU work); callers in the event loop go through an
-:class:`ImageGate`, which runs the work in a thread, a bounded number at a time and one per member.
+Everything here is pure and synchronous (CPU work); callers in the event loop go through
+:class:`bot.media.gate.ImageGate`, which runs it in a thread, a bounded number at a time and one per member.
 Memory stays bounded too: a JPEG is decoded at a reduced scale (``draft``) and any image is reduced
 (box filter) towards the target size before the colour work, so only the decode itself is full size.
 
@@ -18,14 +18,12 @@ Choices a user may notice:
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import math
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
@@ -38,7 +36,6 @@ MAX_PIXELS = 40_000_000
 """Largest width*height we decode (a 40 MP photo is ~120 MB of RGB in memory)."""
 
 FitMode = Literal["crop", "letterbox"]
-T = TypeVar("T")
 
 _REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 _BAND_ROWS = 64
@@ -137,36 +134,6 @@ def prepare_reference(data: bytes, size: str, *, mode: FitMode = "crop") -> Refe
     """A user's picture -> the reference frame for a request of ``size`` (e.g. ``"1280x720"``)."""
     width, height = parse_size(size)
     return ReferenceImage(data=fit_image(data, width, height, mode=mode), content_type="image/png", url=None)
-
-
-class ImageGate:
-    """Where image work leaves the event loop: at most ``concurrency`` decodes at once for the whole
-    bot (each may need a full-size buffer), and one in flight per member (a second is refused)."""
-
-    def __init__(self, concurrency: int = 2) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
-        self._members: set[str] = set()
-
-    async def run(self, user_id: str | None, work: Callable[[], T]) -> T:
-        if user_id is not None:
-            if user_id in self._members:
-                raise MediaError(
-                    "Your previous picture is still being prepared; please wait a moment and try again.",
-                    f"user {user_id} already has an image in flight",
-                )
-            self._members.add(user_id)
-        try:
-            async with self._slots:
-                thread = asyncio.ensure_future(asyncio.to_thread(work))
-                try:
-                    return await asyncio.shield(thread)
-                except asyncio.CancelledError:
-                    # A thread cannot be stopped: hold the slot until it really ends, or the bound is void.
-                    await asyncio.gather(thread, return_exceptions=True)
-                    raise
-        finally:
-            if user_id is not None:
-                self._members.discard(user_id)
 
 
 # --- internals ---------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from bot.errors import MediaError
-from bot.media.images import ImageGate, fit_image
+from bot.media.gate import ImageGate
+from bot.media.images import fit_image
 
 PEAK_LIMIT_MIB = 200
 # Runs in a fresh interpreter; its VmHWM is then this one preparation's peak (plus Python and Pillow).
