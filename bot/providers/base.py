@@ -54,6 +54,8 @@ class VideoRequest:
     image: ReferenceImage | None = None
     callback_url: str | None = None
     """Where the provider may POST when the job changes (providers with callbacks; polling stays the fallback)."""
+    audio: bool | None = None
+    """Make sound (None: the model's default). Only models whose catalogue entry offers audio take it."""
 
 
 class JobState(enum.StrEnum):
@@ -79,6 +81,8 @@ class JobStatus:
     expires_at: float | None = None
     error: ProviderError | None = None
     poll_after: float | None = None
+    queue_position: int | None = None
+    """Where the job waits in the provider's own queue (fal's ``queue_position``), when it says."""
 
     @property
     def done(self) -> bool:
@@ -159,7 +163,10 @@ def _or(items: tuple[str, ...] | list[str]) -> str:
 
 @runtime_checkable
 class VideoProvider(Protocol):
-    """A Sora 2 provider. Implementations live one per file in ``bot/providers/``."""
+    """A video provider. Implementations live one per file in ``bot/providers/``.
+
+    ``request.model`` is always a catalogue id (bot/catalogue); a provider built from the catalogue
+    looks up how it names that model and spells its fields in its ``Host`` entries."""
 
     name: str
     capabilities: Capabilities
