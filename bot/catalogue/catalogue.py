@@ -246,3 +246,28 @@ class Router:
 
 def _shown_id(value: str) -> str:
     return repr(value[:40]) if not value.isprintable() or len(value) > 40 else value
+
+
+def markdown_table(catalogue: Catalogue) -> str:
+    """The README's model table (a test keeps the README equal to this)."""
+    lines = [
+        "| Model id | Name | Providers | Durations (s) | Sizes | Sound | Image | Credits per second |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in catalogue.models.values():
+        hosts = ", ".join(f"`{h.provider}`" for h in spec.hosts) or "any (made locally)"
+        sound = ("yes (on by default)" if spec.audio_default else "yes") if spec.audio else "no"
+        if spec.cost_per_second:
+            cost = ", ".join(f"{_cost_key(k)} {v:g}" for k, v in spec.cost_per_second.items())
+        else:
+            cost = "`CREDITS_PER_SECOND`" + (" × `PRO_CREDIT_MULTIPLIER`" if spec.pro else "")
+        image = "first frame" if spec.image else "no"
+        lines.append(
+            f"| `{spec.id}` | {spec.label} | {hosts} | {', '.join(map(str, spec.durations))} | "
+            f"{', '.join(spec.sizes)} | {sound} | {image} | {cost} |"
+        )
+    return "\n".join(lines)
+
+
+def _cost_key(key: str) -> str:
+    return {"base": "standard", "audio": "with sound"}.get(key, key.replace("+audio", " with sound"))

@@ -170,9 +170,7 @@ class ModelSpec:
         if request.audio and not self.audio:
             raise InvalidRequest(f"{self.id} makes silent videos; leave out audio (or choose another model).")
         if request.image is not None and not self.image:
-            raise InvalidRequest(
-                f"{self.id} cannot start from an image; leave out the image or choose another model."
-            )
+            raise InvalidRequest(f"{self.id} cannot start from an image; leave out the image or choose another model.")
 
 
 def _shown(value: str) -> str:
