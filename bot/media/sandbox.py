@@ -43,6 +43,14 @@ class ChildFailed(MediaError):
     """The child was killed (time, memory) or crashed: the file is treated as unusable."""
 
 
+class ChildRefused(MediaError):
+    """The child's operation raised a MediaError; ``kind`` is its class name (callers map their own)."""
+
+    def __init__(self, user_message: str, detail: str, kind: str) -> None:
+        super().__init__(user_message, detail)
+        self.kind = kind
+
+
 async def run_in_child(operation: str, args: dict[str, Any], limits: ChildLimits) -> Any:
     """Run one ``_OPERATIONS`` entry in a fresh child; its JSON result, or its MediaError raised here.
 
@@ -82,7 +90,8 @@ async def run_in_child(operation: str, args: dict[str, Any], limits: ChildLimits
         raise ChildFailed(_NOT_A_VIDEO, f"{operation}: child exited {proc.returncode} without an answer: {tail}")
     if "error" in answer:
         error = answer["error"]
-        raise MediaError(str(error.get("user_message") or _NOT_A_VIDEO), f"{operation}: {error.get('detail')}")
+        message = str(error.get("user_message") or _NOT_A_VIDEO)
+        raise ChildRefused(message, f"{operation}: {error.get('detail')}", str(error.get("kind")))
     return answer.get("result")
 
 
@@ -131,7 +140,8 @@ def _child() -> int:
     try:
         result = operations[request["op"]](**request["args"])
     except MediaError as exc:
-        answer: dict[str, Any] = {"error": {"user_message": exc.user_message, "detail": exc.detail}}
+        kind = type(exc).__name__
+        answer: dict[str, Any] = {"error": {"user_message": exc.user_message, "detail": exc.detail, "kind": kind}}
     except MemoryError:
         answer = {"error": {"user_message": _NOT_A_VIDEO, "detail": "out of memory (limit reached)"}}
     else:

@@ -32,7 +32,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from bot.errors import MediaError, ResultNotAVideo
 from bot.media.images import fit_image
-from bot.media.sandbox import ChildLimits, run_in_child
+from bot.media.sandbox import ChildLimits, ChildRefused, run_in_child
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,12 @@ def shrink_to_fit(src: Path, dest: Path, max_bytes: int, *, safety: float = 0.92
 async def shrink_to_fit_async(src: Path, dest: Path, max_bytes: int, *, safety: float = 0.92) -> VideoInfo:
     """``shrink_to_fit`` in a child process (see bot.media.sandbox)."""
     args = {"src": str(src), "dest": str(dest), "max_bytes": max_bytes, "safety": safety}
-    return VideoInfo(**await run_in_child("shrink", args, SHRINK_LIMITS))
+    try:
+        return VideoInfo(**await run_in_child("shrink", args, SHRINK_LIMITS))
+    except ChildRefused as exc:
+        if exc.kind == CannotShrink.__name__:  # callers fall back to a link on this one
+            raise CannotShrink(exc.user_message, exc.detail) from exc
+        raise
 
 
 def shrink_payload(src: str, dest: str, max_bytes: int, safety: float) -> dict[str, object]:

@@ -113,3 +113,12 @@ async def test_cancelling_the_caller_kills_the_child(tmp_path: Path) -> None:
         await task
     assert sandbox_children() == []
     assert not Path(f"/proc/{pid}").exists()
+
+
+async def test_cannot_shrink_keeps_its_type_across_the_child(tmp_path: Path) -> None:
+    clip = tmp_path / "tiny.mp4"
+    clip.write_bytes(tiny_mp4())
+    # The notifier posts the provider's link on CannotShrink: a plain MediaError would fail the delivery.
+    with pytest.raises(video.CannotShrink):
+        await video.shrink_to_fit_async(clip, tmp_path / "out.mp4", 100)
+    assert not (tmp_path / "out.mp4").exists()
