@@ -43,7 +43,7 @@ API_VERSION = "2024-11-06"
 MAX_DATA_URI_CHARS = 5 * 1024 * 1024
 _QUEUED = ("PENDING", "THROTTLED")
 # Out-of-credit answers are undocumented (a 400 with a JSON error is expected): recognised by their text.
-_NO_CREDITS = re.compile(r"(not enough|insufficient|out of) credits?", re.IGNORECASE)
+_NO_CREDITS = re.compile(r"enough credits|insufficient (credit|balance)|out of credits", re.IGNORECASE)
 
 
 def task_status(body: Mapping[str, Any], *, provider: str = NAME) -> JobStatus:
