@@ -15,6 +15,8 @@ from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Interaction, Message
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
+from tests.fakes.replicate import FakeReplicate
+from tests.fakes.runway import FakeRunway
 from tests.fakes.segmind import FakeSegmind
 from tests.fakes.sora2api import FakeSora2Api
 
@@ -26,6 +28,8 @@ SUBMIT_PATHS = {
     "segmind": ("/v2/sora-2", "POST"),
     "segmind-sync": ("/v1/sora-2", "POST"),
     "sora2api": ("/generate", "POST"),
+    "replicate": ("/predictions", "POST"),  # /v1/models/{owner}/{name}/predictions
+    "runway": ("_to_video", "POST"),  # /v1/text_to_video or /v1/image_to_video
 }
 
 
@@ -38,6 +42,10 @@ def make_provider_fake(provider: str, **knobs: Any) -> FakeServer | None:
         return FakeSegmind(**{"run_seconds": 1.0, "sync_delay": 1.0, **knobs})
     if provider == "sora2api":
         return FakeSora2Api(**{"run_seconds": 1.0, **knobs})
+    if provider == "replicate":
+        return FakeReplicate(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
+    if provider == "runway":
+        return FakeRunway(**{"queue_seconds": 0.2, "run_seconds": 1.5, **knobs})
     return None
 
 
@@ -52,6 +60,10 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
         env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key, DEFAULT_MODEL="sora-2")
     elif isinstance(fake, FakeSora2Api):
         env.update(SORA2API_BASE_URL=fake.base_url, SORA2API_API_KEY=fake.api_key)
+    elif isinstance(fake, FakeReplicate):
+        env.update(REPLICATE_BASE_URL=fake.base_url, REPLICATE_API_TOKEN=fake.api_key)
+    elif isinstance(fake, FakeRunway):
+        env.update(RUNWAY_BASE_URL=fake.base_url, RUNWAYML_API_SECRET=fake.api_key)
     return env
 
 
