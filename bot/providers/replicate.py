@@ -31,7 +31,7 @@ import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable
-from bot.providers.base import Capabilities, JobState, JobStatus, VideoRequest
+from bot.providers.base import CallbackSupport, Capabilities, JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient
 from bot.providers.segmind import shipped_hosts
@@ -180,6 +180,7 @@ class ReplicateProvider:
             image_mode="url",
             can_cancel=True,
             reports_progress=True,
+            callbacks=CallbackSupport(parse=parse_webhook, verify=self.verify_webhook),
             typical_seconds={m.id: m.typical_seconds for m in hosted},
         )
         self._signing_key: bytes | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -239,3 +240,31 @@ async def restart_mid_job(w: World, model: str) -> None:
         )
     finally:
         fake.run_seconds = old_run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_signed_replicate_webhook_gets_the_video_posted_with_few_status_requests() -> None:
+    """With a 600 s expected time the poller's first look is seconds away, so a quick post came from
+    the webhook (which still only wakes the job: the bot asks Replicate itself)."""
+    port = free_port()
+    env = {
+        **ENV,
+        "HTTP_PORT": str(port),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "TYPICAL_JOB_SECONDS": "600",
+    }
+    async with world("replicate", env=env) as w:
+        fake = w.video_fake
+        assert isinstance(fake, FakeReplicate)
+        await w.sora("called back", model="wan-3", duration=5, size="1280x720")
+        await w.wait_video(1, timeout=20)
+        (sent,) = fake.requests_to("/predictions", "POST")
+        assert sent.json()["webhook"].startswith(f"http://127.0.0.1:{port}/callbacks/")
+        assert sent.json()["webhook_events_filter"] == ["completed"]
+        assert fake.webhook_answers == [202]
+        assert len(fake.requests_to("/v1/predictions/", "GET")) <= 3
