@@ -69,6 +69,8 @@ class ProviderError(BotError):
     """
 
     retryable: bool = False
+    retry_after: float | None = None
+    """The server's own requested delay (``Retry-After``, ``retry-after-ms``), when it sent one."""
     user_message = "The video provider returned an error. Your credits were refunded."
 
     def __init__(self, detail: str = "", *, user_message: str | None = None, status: int | None = None) -> None:
