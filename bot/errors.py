@@ -82,6 +82,16 @@ class ProviderRequestRejected(ProviderError):
     user_message = "The video provider rejected the request's settings. Your credits were refunded."
 
 
+class ModelUnavailable(ProviderError):
+    """The provider no longer offers the model (fal answers 404 on submit): nothing was taken, so
+    the job may move to another provider, and the model is hidden on this one for a while."""
+
+    user_message = (
+        "This model is no longer offered by the video provider. Your credits were refunded; "
+        "please choose another model."
+    )
+
+
 class AuthenticationFailed(ProviderError):
     """The provider rejected our API key. An operator problem, never the user's."""
 

@@ -46,7 +46,7 @@ async def open_pipeline(
     metrics = metrics or Metrics()
     repo, guild_settings = await open_storage(settings)  # SQLite or PostgreSQL, from DATABASE_URL
     provider = provider or build_provider(settings, session, on_request=metrics.provider_request)
-    callbacks = Callbacks(repo, settings.public_base_url)
+    callbacks = Callbacks(repo, settings.public_base_url, {provider.name: provider})
     runner = JobRunner(
         repo,
         provider,
