@@ -82,16 +82,6 @@ class ProviderRequestRejected(ProviderError):
     user_message = "The video provider rejected the request's settings. Your credits were refunded."
 
 
-class ModelUnavailable(ProviderError):
-    """The provider no longer offers the model (fal answers 404 on submit): nothing was taken, so
-    the job may move to another provider, and the model is hidden on this one for a while."""
-
-    user_message = (
-        "This model is no longer offered by the video provider. Your credits were refunded; "
-        "please choose another model."
-    )
-
-
 class AuthenticationFailed(ProviderError):
     """The provider rejected our API key. An operator problem, never the user's."""
 
@@ -132,6 +122,15 @@ class ModerationRejected(ProviderError):
             message = f"The video provider's safety system rejected the {stage}. Your credits were refunded."
         super().__init__(detail, user_message=message, status=status)
         self.stage = stage
+
+
+class ModelUnavailable(ProviderError):
+    """The provider says the model no longer exists (HTTP 404 on submit, "model not found")."""
+
+    user_message = (
+        "This model is no longer offered by the video provider. "
+        "Your credits were refunded; please choose another model."
+    )
 
 
 class GenerationFailed(ProviderError):

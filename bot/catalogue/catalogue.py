@@ -146,6 +146,9 @@ class Catalogue:
     def get(self, model_id: str) -> ModelSpec | None:
         return self.models.get(model_id)
 
+    def hosted_by(self, provider: str) -> bool:
+        return any(h.provider == provider for m in self.models.values() for h in m.hosts)
+
     def hosts_for(self, provider: str) -> dict[str, Host]:
         """The models ``provider`` hosts, with how it names them: what a provider is built with."""
         return {m.id: h for m in self.models.values() for h in m.hosts if h.provider == provider}
@@ -160,11 +163,24 @@ class Router:
     order: tuple[str, ...]
     """The configured providers, most preferred first (PROVIDER_ORDER filtered to those with a key)."""
     default_model: str = ""
+    universal: frozenset[str] = frozenset({"demo"})
+    """Providers that stand in for every model (the demo provider, test doubles)."""
     clock: Any = field(default=time.time, repr=False)
     _gone: dict[tuple[str, str], float] = field(default_factory=dict, repr=False)
 
+    @classmethod
+    def for_providers(
+        cls, names: Iterable[str], catalogue: Catalogue | None = None, *, default_model: str = ""
+    ) -> Router:
+        """A router over ``names`` in that order; a provider the catalogue does not list (a test
+        double) stands in for every model, like the demo provider."""
+        catalogue = catalogue if catalogue is not None else load_catalogue()
+        order = tuple(names)
+        universal = frozenset({"demo", *(n for n in order if not catalogue.hosted_by(n))})
+        return cls(catalogue, order, default_model=default_model, universal=universal)
+
     def hosts(self, model_id: str) -> list[Host]:
-        """The providers that can run ``model_id`` now, in order. The demo provider runs any model."""
+        """The providers that can run ``model_id`` now, in order (``universal`` ones run any model)."""
         spec = self.catalogue.get(model_id)
         if spec is None:
             return []
@@ -172,7 +188,9 @@ class Router:
         by_provider = {h.provider: h for h in spec.hosts if not h.retired}
         found: list[Host] = []
         for provider in self.order:
-            host = by_provider.get(provider) or (Host(provider="demo", model=model_id) if provider == "demo" else None)
+            host = by_provider.get(provider)
+            if host is None and provider in self.universal:
+                host = Host(provider=provider, model=model_id)
             if host is not None and self._gone.get((provider, model_id), 0.0) <= now:
                 found.append(host)
         return found
@@ -188,7 +206,7 @@ class Router:
         ids = [m.id for m in available]
         if self.default_model in ids:
             return self.default_model
-        if self.order == ("demo",) and "demo" in ids:
+        if set(self.order) <= self.universal and "demo" in ids:
             return "demo"
         live = [m.id for m in available if not m.retired and m.id != "demo"]
         return (live or ids or [self.default_model or "demo"])[0]
@@ -228,3 +246,28 @@ class Router:
 
 def _shown_id(value: str) -> str:
     return repr(value[:40]) if not value.isprintable() or len(value) > 40 else value
+
+
+def markdown_table(catalogue: Catalogue) -> str:
+    """The README's model table (a test keeps the README equal to this)."""
+    lines = [
+        "| Model id | Name | Providers | Durations (s) | Sizes | Sound | Image | Credits per second |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in catalogue.models.values():
+        hosts = ", ".join(f"`{h.provider}`" for h in spec.hosts) or "any (made locally)"
+        sound = ("yes (on by default)" if spec.audio_default else "yes") if spec.audio else "no"
+        if spec.cost_per_second:
+            cost = ", ".join(f"{_cost_key(k)} {v:g}" for k, v in spec.cost_per_second.items())
+        else:
+            cost = "`CREDITS_PER_SECOND`" + (" × `PRO_CREDIT_MULTIPLIER`" if spec.pro else "")
+        image = "first frame" if spec.image else "no"
+        lines.append(
+            f"| `{spec.id}` | {spec.label} | {hosts} | {', '.join(map(str, spec.durations))} | "
+            f"{', '.join(spec.sizes)} | {sound} | {image} | {cost} |"
+        )
+    return "\n".join(lines)
+
+
+def _cost_key(key: str) -> str:
+    return {"base": "standard", "audio": "with sound"}.get(key, key.replace("+audio", " with sound"))

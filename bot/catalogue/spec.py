@@ -156,23 +156,21 @@ class ModelSpec:
         """Refuse, naming what this model allows, a duration, size, audio or image it cannot do."""
         if request.size not in self.sizes:
             raise InvalidRequest(
-                f"Size {_shown(request.size)} is not available for {self.name}; choose {_or(self.sizes)}."
+                f"Size {_shown(request.size)} is not available for {self.id}; choose {_or(self.sizes)}."
             )
         if request.seconds not in self.durations:
             choices = _or([f"{s} s" for s in self.durations])
-            raise InvalidRequest(f"{request.seconds} s is not available for {self.name}; choose {choices}.")
+            raise InvalidRequest(f"{request.seconds} s is not available for {self.id}; choose {choices}.")
         combo = f"{request.seconds}s@{resolution_of(request.size)}"
         if combo in self.unsupported:
             raise InvalidRequest(
-                f"{self.name} cannot make {request.seconds} s at {resolution_of(request.size)}; "
+                f"{self.id} cannot make {request.seconds} s at {resolution_of(request.size)}; "
                 "choose a shorter clip or a smaller size."
             )
         if request.audio and not self.audio:
-            raise InvalidRequest(f"{self.name} makes silent videos; leave out audio (or choose another model).")
+            raise InvalidRequest(f"{self.id} makes silent videos; leave out audio (or choose another model).")
         if request.image is not None and not self.image:
-            raise InvalidRequest(
-                f"{self.name} cannot start from an image; leave out the image or choose another model."
-            )
+            raise InvalidRequest(f"{self.id} cannot start from an image; leave out the image or choose another model.")
 
 
 def _shown(value: str) -> str:
