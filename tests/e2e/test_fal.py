@@ -108,7 +108,7 @@ def attachment(w: World, colour: tuple[int, int, int]) -> dict[str, Any]:
 
 def playable(data: bytes) -> float:
     """The duration in seconds of an MP4 PyAV can decode (raises on anything else)."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         frames = sum(1 for _ in container.decode(video=0))
         assert frames > 0
         return float(container.duration or 0) / av.time_base
