@@ -68,7 +68,7 @@ class SoraCog(commands.Cog):
         link = job_link(job)
         where = " It will be sent to you by direct message." if private else ""
         await interaction.followup.send(
-            f"Your video #{job.id} ({job.model}) is queued ({job.cost} credits reserved). Progress: {link}{where}",
+            f"Your video #{job.id} is queued ({job.model}, {job.cost} credits reserved). Progress: {link}{where}",
             ephemeral=True,
         )
 
