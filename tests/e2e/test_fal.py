@@ -25,6 +25,7 @@ from PIL import Image
 
 from tests.e2e.world import World, world
 from tests.fakes.fal import FakeFal
+from tests.fakes.segmind import FakeSegmind
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
@@ -210,3 +211,20 @@ async def test_forged_and_stale_webhooks_get_401_and_change_nothing(hooked: tupl
     assert len(w.videos()) == videos
     [(state,)] = w.db_rows("SELECT state FROM jobs WHERE prompt = ?", ("nobody may finish this for fal",))
     assert state == "running"
+
+
+async def test_an_exhausted_fal_account_fails_over_to_segmind_once() -> None:
+    async with FakeSegmind(run_seconds=1.0) as segmind:
+        assert isinstance(segmind, FakeSegmind)
+        env = {"PROVIDER": "", "SEGMIND_BASE_URL": segmind.base_url, "SEGMIND_API_KEY": segmind.api_key}
+        async with world("fal", env=env) as w:
+            fake = fal(w)
+            fake.exhausted = True  # fal answers 403 "User is locked. Reason: Exhausted balance."
+            await w.sora("a heron takes off", model="veo-3.1-fast", duration=4)
+            await w.wait_video(timeout=30)
+            assert len(fake.requests_to("/fal-ai/veo3.1/fast", "POST")) == 1
+            assert len(segmind.requests_to("/v2/veo-3.1-fast", "POST")) == 1
+            assert w.db_rows("SELECT provider, failover_from FROM jobs") == [("segmind", "fal")]
+            sql = "SELECT kind, COUNT(*), SUM(amount) FROM ledger GROUP BY kind"
+            await w.discord.wait_for(lambda: len(w.db_rows(sql)) == 2, 5, what="the capture")
+            assert {kind: (n, total) for kind, n, total in w.db_rows(sql)} == {"reserve": (1, 12), "capture": (1, 12)}
