@@ -152,12 +152,19 @@ async def test_each_model_with_and_without_a_reference_image(polled: World, mode
 
 async def test_the_queue_position_is_shown_while_fal_queues_the_job(polled: World) -> None:
     fake = fal(polled)
-    fake.queue_seconds, fake.queue_position = 4.0, 3
+    videos = len(polled.videos())
+    # Positions count down from 20 over 6 s: still at least 1 for all but the last 0.3 s, so even a
+    # slow first poll under load sees one.
+    fake.queue_seconds, fake.queue_position = 6.0, 20
     try:
-        await polled.sora("a long queue", model="veo-3.1-fast", duration=4)
-        await polled.wait_status("In the provider's queue — position", timeout=10)
+        await polled.sora("a long queue", model="veo-3.1-fast", duration=4, user_id=polled.discord.other_user.id)
+        await polled.discord.wait_for(
+            lambda: any(s.body["prompt"] == "a long queue" for s in fake.submits), 10, what="submit"
+        )
     finally:
-        fake.queue_seconds = 0.2
+        fake.queue_seconds, fake.queue_position = 0.2, 3
+    await polled.wait_status("In the provider's queue — position", timeout=15)
+    await polled.wait_video(videos + 1, timeout=30)
 
 
 async def test_a_signed_webhook_posts_the_video_with_few_status_requests(hooked: tuple[World, str]) -> None:
