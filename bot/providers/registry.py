@@ -46,6 +46,7 @@ def build_provider(
             session,
             api_key=settings.fal_key.get(),
             base_url=settings.fal_base_url,
+            jwks_url=settings.fal_jwks_url,
             hosts=catalogue.hosts_for("fal"),
             specs=catalogue.models,
         )

@@ -13,6 +13,7 @@ from tests.e2e.harness import BotProcess
 from tests.fakes.base import FakeServer
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Interaction, Message
+from tests.fakes.fal import FakeFal
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
 from tests.fakes.replicate import FakeReplicate
@@ -46,6 +47,8 @@ def make_provider_fake(provider: str, **knobs: Any) -> FakeServer | None:
         return FakeReplicate(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
     if provider == "runway":
         return FakeRunway(**{"queue_seconds": 0.2, "run_seconds": 1.5, **knobs})
+    if provider == "fal":
+        return FakeFal(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
     return None
 
 
@@ -64,6 +67,8 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
         env.update(REPLICATE_BASE_URL=fake.base_url, REPLICATE_API_TOKEN=fake.api_key)
     elif isinstance(fake, FakeRunway):
         env.update(RUNWAY_BASE_URL=fake.base_url, RUNWAYML_API_SECRET=fake.api_key)
+    elif isinstance(fake, FakeFal):
+        env.update(FAL_BASE_URL=fake.base_url, FAL_KEY=fake.api_key, FAL_JWKS_URL=fake.jwks_url)
     return env
 
 
@@ -122,6 +127,8 @@ class World:
     def submits(self) -> int:
         if self.video_fake is None:
             return 0
+        if isinstance(self.video_fake, FakeFal):  # one path per model: the fake keeps a list
+            return len(self.video_fake.submits)
         path, method = SUBMIT_PATHS[self.provider]
         return len([r for r in self.video_fake.requests_to(path, method) if r.path.endswith(path)])
 
