@@ -8,7 +8,6 @@ id at once. Nothing survives a restart: an id this process does not know raises 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -16,7 +15,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -27,7 +25,6 @@ from bot.errors import (
     JobNotResumable,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
     ResultTooLarge,
     redact,
 )
@@ -35,8 +32,8 @@ from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,
-    backoff_delay,
     error_message_from_body,
+    read_body,
     stream_to_file,
 )
 from bot.providers.segmind import (
@@ -211,7 +208,7 @@ class SegmindSyncProvider:
                     if resp.status == 200 and "json" not in (resp.content_type or ""):
                         await stream_to_file(resp, path, max_bytes=self._stream_max_bytes, provider=self.name)
                         return
-                    body = await _read_body(resp)
+                    body = await read_body(resp)
                     if resp.status == 200:
                         # A JSON 200 is an error report, not a video.
                         message = redact(error_message_from_body(body), http.secrets)
@@ -223,19 +220,9 @@ class SegmindSyncProvider:
                 ) from exc
             if error.status not in CREATE_RETRY_STATUSES or attempt == http.max_retries:
                 raise error
-            delay = backoff_delay(attempt, base=http.base_delay, cap=http.max_delay)
-            if isinstance(error, RateLimited) and error.retry_after is not None:
-                delay = min(error.retry_after, http.max_server_delay)
+            delay = http.retry_delay(attempt, error.retry_after)
             log.info("segmind-sync call refused (%s); retry %d in %.1fs", error.detail, attempt + 1, delay)
             await http.sleep(delay)
-
-
-async def _read_body(resp: aiohttp.ClientResponse) -> Any:
-    text = await resp.text(errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text[:2000]
 
 
 def _move_capped(src: Path, dest: Path, max_bytes: int) -> None:
