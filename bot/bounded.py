@@ -4,14 +4,14 @@ let grow without end (dead message ids and the like)."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterator, Set
+from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 
-class RecentSet(Generic[K]):
-    """Holds at most ``capacity`` members; adding one more forgets the oldest."""
+class RecentSet(Set[K]):
+    """Holds at most ``capacity`` members; adding one more forgets the oldest. Compares like a set."""
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:

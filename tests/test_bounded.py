@@ -26,3 +26,9 @@ def test_dead_message_ids_are_bounded() -> None:
         coalescer.dead.add(message_id)
     assert len(coalescer.dead) == MAX_DEAD_MESSAGES
     assert MAX_DEAD_MESSAGES + 49 in coalescer.dead and 0 not in coalescer.dead
+
+
+def test_recent_set_compares_like_a_set() -> None:
+    recent: RecentSet[int] = RecentSet(2)
+    recent.add(1)
+    assert recent == {1}
