@@ -34,7 +34,8 @@ from bot.errors import (
 )
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
-from bot.jobs.polling import AdaptivePoller
+from bot.jobs.poll_planner import Lognormal
+from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
 from bot.storage.repository import Repository
 
@@ -92,6 +93,7 @@ class JobRunner:
         job_timeout: float = 1800.0,
         max_result_bytes: int = 512 * 1024 * 1024,
         typical_job_seconds: float | None = None,
+        poll_cost: float = DEFAULT_POLL_COST,
         events: JobEvents | None = None,
         callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
         lease_seconds: float = 60.0,
@@ -112,6 +114,8 @@ class JobRunner:
         self.job_timeout = job_timeout
         self.max_result_bytes = max_result_bytes
         self.typical_job_seconds = typical_job_seconds
+        self.poll_cost = poll_cost
+        """Seconds of detection delay one status request is worth (bot/jobs/poll_planner.py)."""
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owners: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -337,9 +341,12 @@ class JobRunner:
     async def _poll(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
         started = job.submitted_at or time.time()
-        # The operator's figure, else what recent jobs took, else the provider's typical time.
-        expected = self.typical_job_seconds or await self.repo.typical_duration(job.provider, job.model)
-        poller = AdaptivePoller(expected=expected or self.provider.capabilities.expected_duration(job.request()))
+        # The operator's figure as is, else the provider's typical time refined by what recent jobs took.
+        prior = Lognormal(self.typical_job_seconds or self.provider.capabilities.expected_duration(job.request()))
+        if not self.typical_job_seconds:
+            prior = prior.refined(await self.repo.recent_durations(job.provider, job.model))
+        poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=self.poll_cost)
+        await asyncio.to_thread(poller.plan)  # a new distribution's plan takes milliseconds: not on the loop
         hint: float | None = None
         transient = 0
         delay = poller.next_delay(time.time() - started)
