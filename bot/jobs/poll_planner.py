@@ -33,9 +33,10 @@ MIN_SPREAD, MAX_SPREAD = 0.05, 1.5
 PRIOR_WEIGHT = 2.0
 """How many finished jobs the prior counts as when blended with learned durations."""
 
-_Z_LO, _Z_HI = -6.0, 4.5
-"""Grid span in standard deviations of log-time: nothing is worth a poll below -6; above 4.5 (one job
-in 300,000) the job is past the tail and the caller backs off instead."""
+_Z_LO, _Z_HI = -6.0, 3.0
+"""Grid span in standard deviations of log-time: nothing is worth a poll below -6; above 3 (one job in
+740) the distribution is likely wrong for this job (or it is stuck): the caller backs off instead of
+trusting a hazard rate that keeps rising."""
 _STEPS_PER_INTERVAL = 6.0
 """Grid points per optimal poll interval where intervals are shortest: planned costs come within
 about 1 % of the continuous optimum."""
@@ -67,7 +68,7 @@ class Lognormal:
 
     @property
     def tail(self) -> float:
-        """Beyond this time the plan ends (the job is slower than one in 300,000)."""
+        """Beyond this time the plan ends (the job is slower than 739 in 740)."""
         return self.quantile_z(_Z_HI)
 
     def refined(self, durations: Sequence[float], *, prior_weight: float = PRIOR_WEIGHT) -> Lognormal:
@@ -170,7 +171,10 @@ def solve(sigma: float, cost: float) -> Plan:
         lines_b.append(b)
         lines_j.append(j)
         q = cdf[i]
-        while len(lines_m) - head >= 2 and lines_b[head + 1] + lines_m[head + 1] * q <= lines_b[head] + lines_m[head] * q:
+        # Queries only fall: lines best for larger ones are never needed again.
+        while (
+            len(lines_m) - head >= 2 and lines_b[head + 1] + lines_m[head + 1] * q <= lines_b[head] + lines_m[head] * q
+        ):
             head += 1
         value[i] = cost * survival[i] + moment[i] + lines_b[head] + lines_m[head] * q
         best[i] = lines_j[head]

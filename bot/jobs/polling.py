@@ -15,6 +15,7 @@ status request is worth in seconds of delay. This class adds what a real job nee
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal, Plan, plan_for
@@ -81,12 +82,18 @@ class AdaptivePoller:
         return min(estimate, self.median * 3)
 
     def distribution(self) -> Lognormal:
-        """What the job's completion time looks like now: the prior, or once a progress rate is known,
-        a narrower distribution around the end it predicts."""
-        if len(self._samples) < 2:
+        """What the job's completion time looks like now: the prior, combined (as two lognormal
+        measurements of the same end) with the end the progress rate predicts, once there is one."""
+        if not self._samples:
             return self.prior
-        # Not clamped to ``elapsed``: a job later than its progress promised is planned as overdue.
-        return Lognormal(max(self._progress_end(), 1e-3 * self.median), min(self.prior.sigma, PROGRESS_SPREAD))
+        end = max(self._progress_end(), 1e-3 * self.median)
+        span = self._samples[-1][1] - (self._samples[0][1] if len(self._samples) >= 2 else 0.0)
+        # Whole-percent figures are ±0.5 % over the span measured; never trusted beyond PROGRESS_SPREAD.
+        measured = max(PROGRESS_SPREAD, 0.5 / max(span, 0.5))
+        w_prior, w_progress = self.prior.sigma**-2, measured**-2
+        mu = (w_prior * math.log(self.prior.median) + w_progress * math.log(end)) / (w_prior + w_progress)
+        # Not conditioned on ``elapsed``: the plan is, and a job later than its progress promised is overdue.
+        return Lognormal(math.exp(mu), max((w_prior + w_progress) ** -0.5, 0.05))
 
     def planned_delay(self, elapsed: float) -> float:
         """The plan's answer alone: how long after ``elapsed`` (a look that found the job running)."""
@@ -94,10 +101,10 @@ class AdaptivePoller:
         x = elapsed / dist.median
         nxt = plan_for(dist, self.request_cost).next_after(x)
         if nxt is None:
-            # Past the tail: the distribution was wrong for this job (or it is stuck). Back off with
-            # its age, never longer than MAX_BACKOFF, never shorter than the plan's last steps.
-            floor = max(self._last, 0.02 * dist.median)
-            return min(max(0.1 * elapsed, floor), max(MAX_BACKOFF, floor))
+            # Past the tail: the distribution is wrong for this job (or it is stuck). Back off from the
+            # plan's last interval by a quarter each time, within a tenth of the job's age and a minute.
+            grown = max(1.25 * self._last, 0.01 * dist.median)
+            return min(grown, max(0.1 * elapsed, 0.01 * dist.median), MAX_BACKOFF)
         return max((nxt - x) * dist.median, 1e-3 * dist.median)
 
     def next_delay(self, elapsed: float, *, hint: float | None = None) -> float:
