@@ -30,8 +30,16 @@ from dataclasses import dataclass
 DEFAULT_SPREAD = 0.25
 """Lognormal sigma of a model's completion time when nothing better is known."""
 MIN_SPREAD, MAX_SPREAD = 0.05, 1.5
-PRIOR_WEIGHT = 2.0
-"""How many finished jobs the prior counts as when blended with learned durations."""
+PRIOR_LOCATION_SPREAD = 0.35
+"""How far off a model's typical time may be (in log-time: about 1.4x either way), before any job of it
+has finished: the first jobs are planned wider, and a few finished jobs outweigh the prior."""
+PRIOR_SPREAD_WEIGHT = 8.0
+"""How many finished jobs the prior's sigma counts as when pooled with the learned one."""
+SPREAD_MARGIN = 1.15
+"""A learned sigma is widened: planning too narrow (polls missing early or late jobs) costs far more
+than planning too wide (bench/bench_polling.py's learning table)."""
+_TRIM = 3.0
+"""Durations further than this many robust sigmas from the median (stuck jobs) are not learned from."""
 
 _Z_LO, _Z_HI = -6.0, 3.0
 """Grid span in standard deviations of log-time: nothing is worth a poll below -6; above 3 (one job in
@@ -71,23 +79,26 @@ class Lognormal:
         """Beyond this time the plan ends (the job is slower than 739 in 740)."""
         return self.quantile_z(_Z_HI)
 
-    def refined(self, durations: Sequence[float], *, prior_weight: float = PRIOR_WEIGHT) -> Lognormal:
-        """The distribution of the next job given the durations of recent ones of the same model.
-
-        Robust to a stuck job or two: the median and the median absolute deviation of log-durations,
-        blended with the prior (worth ``prior_weight`` jobs), widened for the uncertainty of a median
-        learned from few jobs (the predictive spread of the next job).
-        """
+    def refined(self, durations: Sequence[float]) -> Lognormal:
+        """The distribution of the next job, given this prior and the durations of recent jobs of the
+        same model: the conjugate normal model of log-durations (the prior's median uncertain by
+        PRIOR_LOCATION_SPREAD, its sigma worth PRIOR_SPREAD_WEIGHT jobs), predictive for one more job,
+        with SPREAD_MARGIN. Jobs far off the rest (stuck ones) are left out."""
         logs = [math.log(d) for d in durations if d > 0 and math.isfinite(d)]
+        if len(logs) >= 3:
+            centre = statistics.median(logs)
+            robust = 1.4826 * statistics.median(abs(v - centre) for v in logs)
+            logs = [v for v in logs if abs(v - centre) <= _TRIM * max(robust, MIN_SPREAD)]
         n = len(logs)
+        tau2 = PRIOR_LOCATION_SPREAD**2
         if n == 0:
-            return self
-        centre = statistics.median(logs)
-        spread = 1.4826 * statistics.median(abs(v - centre) for v in logs) if n >= 3 else self.sigma
-        weight = n / (n + prior_weight)
-        mu = weight * centre + (1 - weight) * math.log(self.median)
-        sigma = weight * spread + (1 - weight) * self.sigma
-        sigma *= math.sqrt(1 + 1 / (n + prior_weight))
+            return Lognormal(self.median, min(math.sqrt(self.sigma**2 + tau2), MAX_SPREAD))
+        mean = statistics.fmean(logs)
+        squares = sum((v - mean) ** 2 for v in logs)
+        variance = (PRIOR_SPREAD_WEIGHT * self.sigma**2 + squares) / (PRIOR_SPREAD_WEIGHT + n - 1)
+        precision = 1 / tau2 + n / variance
+        mu = (math.log(self.median) / tau2 + n * mean / variance) / precision
+        sigma = SPREAD_MARGIN * math.sqrt(variance + 1 / precision)
         return Lognormal(math.exp(mu), min(max(sigma, MIN_SPREAD), MAX_SPREAD))
 
 
