@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal, Plan, plan_for
+from bot.jobs.poll_planner import DEFAULT_SPREAD, MAX_SPREAD, MIN_SPREAD, Lognormal, Plan, plan_for
 
 DEFAULT_POLL_COST = 0.115
 """Seconds of detection delay one status request is worth (``POLL_COST_SECONDS``). Chosen so a
@@ -46,7 +46,7 @@ class AdaptivePoller:
     _last: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
-        self.prior = Lognormal(self.median, min(max(self.spread, 0.05), 1.5))
+        self.prior = Lognormal(self.median, min(max(self.spread, MIN_SPREAD), MAX_SPREAD))
         if self.first_poll < 0:
             self.first_poll = min(max(0.03 * self.median, 0.25), 5.0)
 
@@ -93,7 +93,7 @@ class AdaptivePoller:
         w_prior, w_progress = self.prior.sigma**-2, measured**-2
         mu = (w_prior * math.log(self.prior.median) + w_progress * math.log(end)) / (w_prior + w_progress)
         # Not conditioned on ``elapsed``: the plan is, and a job later than its progress promised is overdue.
-        return Lognormal(math.exp(mu), max((w_prior + w_progress) ** -0.5, 0.05))
+        return Lognormal(math.exp(mu), max((w_prior + w_progress) ** -0.5, MIN_SPREAD))
 
     def planned_delay(self, elapsed: float) -> float:
         """The plan's answer alone: how long after ``elapsed`` (a look that found the job running)."""
