@@ -88,6 +88,9 @@ def test_explicit_provider_wins_over_a_present_key() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
         ({"DATABASE_URL": "mysql://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
         ({"DISCORD_GATEWAY_URL": "https://gateway.example"}, "DISCORD_GATEWAY_URL", "ws or wss URL"),
+        ({"POLL_COST_SECONDS": "cheap"}, "POLL_COST_SECONDS", "number of seconds"),
+        ({"POLL_COST_SECONDS": "0"}, "POLL_COST_SECONDS", "> 0"),
+        ({"POLL_COST_SECONDS": "nan"}, "POLL_COST_SECONDS", "> 0"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
@@ -157,3 +160,8 @@ def test_secret_behaves_like_a_value_without_printing_itself() -> None:
 def test_settings_defaults_match_load_settings_defaults() -> None:
     # The dataclass defaults (used by tests and the CLI) and the parser's defaults must not drift apart.
     assert Settings() == load_settings({})
+
+
+def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
+    assert load_settings({}).poll_cost_seconds == 0.115
+    assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3
