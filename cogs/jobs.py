@@ -140,7 +140,7 @@ class JobsCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(JobsPageButton)
 
-    @app_commands.command(name="jobs", description="Your recent Sora videos")
+    @app_commands.command(name="jobs", description="Your recent videos")
     @app_commands.describe(
         page="Page of results (10 per page)",
         scope="Your videos, or (with Manage Server) everyone's on this server",

@@ -165,3 +165,25 @@ def test_settings_defaults_match_load_settings_defaults() -> None:
 def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
     assert load_settings({}).poll_cost_seconds == 0.115
     assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3
+
+
+def _names_read_by_config() -> set[str]:
+    source = (Path(__file__).resolve().parents[1] / "bot" / "config.py").read_text()
+    names = set(re.findall(r'(?:get|url|integer|positive|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'"([A-Z][A-Z0-9_]+_(?:KEY|API_KEY))"', source))
+    return names
+
+
+def test_env_example_and_readme_list_every_setting() -> None:
+    """A setting the code reads but .env.example or the README's table leaves out is a setting
+    nobody finds; one they list but the code ignores is worse."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+    readme_rows = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| `")]
+    readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(row.split("|")[1] for row in readme_rows)))
+    read = _names_read_by_config()
+    assert read - example == set(), "missing from .env.example"
+    assert example - read == set(), ".env.example lists settings the code does not read"
+    assert read - readme == set(), "missing from the README settings table"

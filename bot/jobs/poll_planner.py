@@ -68,6 +68,11 @@ class Lognormal:
         if not (MIN_SPREAD <= self.sigma <= MAX_SPREAD):
             raise ValueError(f"sigma must lie in [{MIN_SPREAD}, {MAX_SPREAD}], not {self.sigma!r}")
 
+    @classmethod
+    def clamped(cls, median: float, sigma: float) -> Lognormal:
+        """A catalogue's or an operator's figures, sigma brought into the range plans are made for."""
+        return cls(median, min(max(sigma, MIN_SPREAD), MAX_SPREAD) if math.isfinite(sigma) else DEFAULT_SPREAD)
+
     def survival(self, t: float) -> float:
         return 1.0 if t <= 0 else _sf(math.log(t / self.median) / self.sigma)
 

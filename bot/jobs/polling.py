@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from bot.jobs.poll_planner import DEFAULT_SPREAD, MAX_SPREAD, MIN_SPREAD, Lognormal, Plan, plan_for
+from bot.jobs.poll_planner import DEFAULT_SPREAD, MIN_SPREAD, Lognormal, Plan, plan_for
 
 DEFAULT_POLL_COST = 0.115
 """Seconds of detection delay one status request is worth (``POLL_COST_SECONDS``). Chosen so a
@@ -46,7 +46,7 @@ class AdaptivePoller:
     _last: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
-        self.prior = Lognormal(self.median, min(max(self.spread, MIN_SPREAD), MAX_SPREAD))
+        self.prior = Lognormal.clamped(self.median, self.spread)
         if self.first_poll < 0:
             self.first_poll = min(max(0.03 * self.median, 0.25), 5.0)
 

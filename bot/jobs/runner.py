@@ -17,26 +17,32 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from bot.catalogue import Router
 from bot.errors import (
+    AuthenticationFailed,
     BotError,
     GenerationFailed,
     JobInterrupted,
     JobNotResumable,
     LeaseLost,
+    ModelUnavailable,
     ProviderError,
+    ProviderOutOfCredits,
+    ProviderRequestRejected,
     ProviderTimeout,
+    ProviderUnavailable,
     RateLimited,
 )
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
-from bot.jobs.poll_planner import Lognormal
+from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
 from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
+from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -71,6 +77,23 @@ class CancelRefused(BotError):
     user_message = "This job can no longer be cancelled."
 
 
+class ProviderGone(BotError):
+    """A job's provider is no longer configured (the operator removed its key since)."""
+
+    user_message = (
+        "The video provider this job was sent to is no longer set up on this bot. "
+        "Your credits were refunded; please run it again."
+    )
+
+
+def nothing_taken(error: ProviderError) -> bool:
+    """Whether a failed submit proves the provider took nothing, so another host may be tried
+    without the risk of making (and paying for) the video twice."""
+    if isinstance(error, ProviderOutOfCredits | ModelUnavailable | AuthenticationFailed):
+        return True
+    return isinstance(error, RateLimited | ProviderUnavailable) and error.status in (429, 502, 503)
+
+
 class JobEvents(Protocol):
     """What the runner reports as it works (bot.metrics.Metrics implements it)."""
 
@@ -84,9 +107,10 @@ class JobRunner:
     def __init__(
         self,
         repo: Repository,
-        provider: VideoProvider,
+        providers: Mapping[str, VideoProvider],
         notifier: Notifier,
         *,
+        router: Router,
         work_dir: Path,
         max_running: int = 4,
         max_running_per_user: int = 1,
@@ -106,7 +130,9 @@ class JobRunner:
         self.events = events
         self.callback_url = callback_url
         """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
-        self.provider = provider
+        self.providers = providers
+        """Every configured provider by name; a job runs on ``providers[job.provider]``."""
+        self.router = router
         self.notifier = notifier
         self.work_dir = work_dir
         self.max_running = max_running
@@ -179,9 +205,12 @@ class JobRunner:
             if job.id in self._tasks:  # cannot happen: our own live leases are never claimable
                 continue
             self._leased.add(job.id)
+            provider = self.providers.get(job.provider)
             if job.state is State.SUBMITTING:
                 await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
-            elif not self.provider.capabilities.resumable and not self._result_path(job).exists():
+            elif provider is None:
+                await self._fail(job.id, ProviderGone(f"job {job.id}: provider {job.provider} is not configured"))
+            elif not provider.capabilities.resumable and not self._result_path(job).exists():
                 await self._fail(job.id, JobNotResumable(f"{job.provider} job {job.provider_job_id} lost on restart"))
             else:
                 log.info("resuming job %s (%s, provider id %s)", job.id, job.state, job.provider_job_id)
@@ -296,19 +325,20 @@ class JobRunner:
             log.exception("job %s crashed", job.id)
             await self._fail(job.id, GenerationFailed(f"internal error: {type(exc).__name__}: {exc}"))
 
+    def _provider(self, job: Job) -> VideoProvider:
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise ProviderGone(f"job {job.id}: provider {job.provider} is not configured")
+        return provider
+
     async def _drive(self, job: Job) -> None:
         if job.state is State.QUEUED:
             image = await asyncio.to_thread(self._load_image, job)
-            request = job.request(image)
-            if self.callback_url is not None:
-                request = replace(request, callback_url=await self.callback_url(job))
-            job = await self._move(job, State.SUBMITTING)
-            remix = getattr(self.provider, "remix", None)
-            if job.kind == "remix" and job.source_provider_job_id and remix is not None:
-                # The provider's native remix of a video it still holds (same length and size).
-                provider_job_id = await remix(job.source_provider_job_id, job.prompt)
-            else:
-                provider_job_id = await self.provider.submit(request)
+            if job.provider not in self.providers:
+                # Queued before the operator changed providers: the model's first host now.
+                job = replace(job, provider=self.router.first_host(job.model).provider)
+            job = await self._move(job, State.SUBMITTING, provider=job.provider)
+            job, provider_job_id = await self._submit(job, job.request(image))
             job = await self._move(job, State.RUNNING, provider_job_id=provider_job_id)
             log.info("job %s submitted to %s as %s", job.id, job.provider, provider_job_id)
         status = JobStatus(JobState.SUCCEEDED, result_url=job.result_url, expires_at=job.result_expires_at)
@@ -326,7 +356,7 @@ class JobRunner:
             job = await self._move(job, State.DOWNLOADING)
         if job.state is State.DOWNLOADING:
             assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
-            await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
+            await self._provider(job).download(job.provider_job_id, status, path, self.max_result_bytes)
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
         done = job.moved(
@@ -338,11 +368,53 @@ class JobRunner:
         )
         await self._finish(done, "capture")
 
+    async def _submit(self, job: Job, request: VideoRequest) -> tuple[Job, str]:
+        """Send the job to its provider; on an answer proving nothing was taken, once to the next
+        provider hosting its model. Returns the job (its provider may have changed) and the
+        provider's id for it."""
+        while True:
+            provider = self._provider(job)
+            if self.callback_url is not None:
+                request = replace(request, callback_url=await self.callback_url(job))
+            try:
+                remix = getattr(provider, "remix", None)
+                if job.kind == "remix" and job.source_provider_job_id and remix is not None:
+                    # The provider's native remix of a video it still holds (same length and size).
+                    return job, await remix(job.source_provider_job_id, job.prompt)
+                return job, await provider.submit(request)
+            except ProviderError as exc:
+                error: ProviderError = exc
+                if isinstance(exc, ProviderRequestRejected) and exc.status == 404:
+                    error = ModelUnavailable(exc.detail, status=404)  # the endpoint for this model is gone
+                if isinstance(error, ModelUnavailable):
+                    log.warning(
+                        "job %s: %s says model %s no longer exists; hiding it there", job.id, job.provider, job.model
+                    )
+                    self.router.mark_gone(job.provider, job.model)
+                after = None
+                if job.failover_from is None and job.kind != "remix" and nothing_taken(error):
+                    after = self.router.next_host(job.model, [job.provider])
+                if after is None or after.provider not in self.providers:
+                    raise error from exc
+                log.warning(
+                    "job %s: %s took nothing (%s); moving to %s", job.id, job.provider, error.detail, after.provider
+                )
+                job = await self._move(job, State.SUBMITTING, provider=after.provider, failover_from=job.provider)
+
     async def _poll(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
+        provider = self._provider(job)
         started = job.submitted_at or time.time()
-        # The operator's figure as is, else the provider's typical time refined by what recent jobs took.
-        prior = Lognormal(self.typical_job_seconds or self.provider.capabilities.expected_duration(job.request()))
+        # The model's typical time and spread (the provider's own time when it has one) as the prior,
+        # refined by what the model's recent jobs took; or the operator's figure as is.
+        spec = self.router.catalogue.get(job.model)
+        if self.typical_job_seconds:
+            median = self.typical_job_seconds
+        elif spec is not None and not provider.capabilities.knows_duration(job.model):
+            median = spec.expected_seconds(job.seconds)
+        else:
+            median = provider.capabilities.expected_duration(job.request())
+        prior = Lognormal.clamped(median, spec.spread if spec is not None else DEFAULT_SPREAD)
         if not self.typical_job_seconds:
             prior = prior.refined(await self.repo.recent_durations(job.provider, job.model))
         poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=self.poll_cost)
@@ -354,7 +426,7 @@ class JobRunner:
             remaining = started + self.job_timeout - time.time()
             if remaining <= 0:
                 with contextlib.suppress(ProviderError):
-                    await self.provider.cancel(job.provider_job_id)
+                    await provider.cancel(job.provider_job_id)
                 raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
             event = self._job_events.get(job.id)
             if event is not None:
@@ -367,7 +439,7 @@ class JobRunner:
                 await asyncio.sleep(min(delay, remaining))
             self._polls[job.id] = self._polls.get(job.id, 0) + 1
             try:
-                status = await self.provider.status(job.provider_job_id)
+                status = await provider.status(job.provider_job_id)
             except RateLimited as exc:
                 delay = poller.rate_limited(exc.retry_after)
                 log.info("job %s: status rate limited, backing off %.0fs", job.id, delay)
@@ -390,6 +462,10 @@ class JobRunner:
                 raise status.error or GenerationFailed(f"job {job.id} failed without a reason")
             if status.progress is not None and status.progress != job.progress:
                 job = await self._move(job, State.RUNNING, progress=status.progress)
+            elif status.queue_position != job.queue_position:
+                # The provider's own queue (display only, not stored): shown on the status message.
+                job = replace(job, queue_position=status.queue_position)
+                await self._notify(job)
             delay = poller.next_delay(elapsed, hint=hint)
 
     # --- transitions --------------------------------------------------------------------------
@@ -444,9 +520,10 @@ class JobRunner:
         assert job is not None  # noqa: S101
         if job.state.terminal:  # finished while we were stopping it
             raise CancelRefused(f"job {job_id} finished first")
-        if job.provider_job_id and self.provider.capabilities.can_cancel:
+        provider = self.providers.get(job.provider)
+        if job.provider_job_id and provider is not None and provider.capabilities.can_cancel:
             with contextlib.suppress(ProviderError):
-                await self.provider.cancel(job.provider_job_id)
+                await provider.cancel(job.provider_job_id)
         cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
         await self._finish(cancelled, "refund")
         self._wake.set()

@@ -92,7 +92,7 @@ class World:
         return [
             m
             for m in self.discord.messages(self.discord.channel.id)
-            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Sora video")
+            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Video")
         ]
 
     async def wait_status(self, text: str, timeout: float = 60.0) -> Message:

@@ -148,6 +148,10 @@ def test_a_distribution_needs_a_positive_median(bad: float) -> None:
         Lognormal(bad)
     with pytest.raises(ValueError, match="sigma"):
         Lognormal(180.0, 3.0)
+    # A catalogue's odd spread is brought into range instead.
+    assert Lognormal.clamped(180.0, 3.0).sigma == 1.5
+    assert Lognormal.clamped(180.0, 0.0).sigma == 0.05
+    assert Lognormal.clamped(180.0, math.nan).sigma == 0.25
 
 
 @pytest.mark.parametrize("true_median", [90.0, 360.0])
