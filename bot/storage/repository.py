@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -337,11 +336,6 @@ class Repository:
                 (now, now, job_id),
             )
         return cur.rowcount > 0
-
-    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
-        """Median wall time of the last ``sample`` successful jobs (None below three)."""
-        values = await self.recent_durations(provider, model, limit=sample)
-        return statistics.median(values) if len(values) >= 3 else None
 
     async def recent_durations(self, provider: str, model: str, *, limit: int = 50) -> list[float]:
         """Submit-to-finish seconds of the last ``limit`` successful jobs of ``provider`` and ``model``,

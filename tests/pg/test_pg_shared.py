@@ -49,7 +49,6 @@ from tests.storage.test_repository import (  # noqa: F401
     test_settle_capture_exactly_once,
     test_settle_of_a_free_job_or_bad_kind,
     test_settle_refund_exactly_once_restores_the_balance,
-    test_typical_duration_is_the_median_of_recent_successes,
     test_unknown_or_state_fields_are_refused,
 )
 

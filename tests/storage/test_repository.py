@@ -112,17 +112,6 @@ async def test_unknown_or_state_fields_are_refused(repo: Repository) -> None:
     assert await count(repo, "jobs") == 1
 
 
-async def test_typical_duration_is_the_median_of_recent_successes(repo: Repository) -> None:
-    assert await repo.typical_duration("demo", "sora-2") is None
-    for took in (100.0, 300.0, 200.0):
-        job = await create(repo, 0)
-        job = job.moved(State.SUBMITTING, NOW).moved(State.RUNNING, NOW, provider_job_id="x")
-        job = job.moved(State.DOWNLOADING, NOW).moved(State.DELIVERING, NOW).moved(State.SUCCEEDED, NOW + took)
-        await repo.save_job(job)
-    assert await repo.typical_duration("demo", "sora-2") == 200.0
-    assert await repo.typical_duration("demo", "sora-2-pro") is None
-
-
 async def test_recent_durations_are_the_models_successes_newest_first(repo: Repository) -> None:
     """What the poll planner learns from: kept in the database, so a restart keeps it."""
 

@@ -11,7 +11,6 @@ connection, so the read-check-write steps take explicit locks instead:
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -293,11 +292,6 @@ class PostgresRepository:
             job_id,
         )
         return _changed(status) > 0
-
-    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
-        """Median wall time of the last ``sample`` successful jobs (None below three)."""
-        values = await self.recent_durations(provider, model, limit=sample)
-        return statistics.median(values) if len(values) >= 3 else None
 
     async def recent_durations(self, provider: str, model: str, *, limit: int = 50) -> list[float]:
         """Submit-to-finish seconds of the last ``limit`` successful jobs of ``provider`` and ``model``,
