@@ -71,6 +71,7 @@ async def open_pipeline(
         job_timeout=settings.job_timeout_seconds,
         max_result_bytes=settings.max_result_bytes,
         typical_job_seconds=settings.typical_job_seconds,
+        poll_cost=settings.poll_cost_seconds,
         events=metrics,
         callback_url=callbacks.url_for,
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README
