@@ -44,7 +44,7 @@ _SQLITE_OUTAGES = frozenset(
 def postgres_outage(exc: BaseException) -> bool:
     """A refused, reset or timed-out connection (OSError, TimeoutError from a pool), or the server saying
     it cannot serve now."""
-    if isinstance(exc, OSError | _PG_OUTAGES):
+    if isinstance(exc, (OSError, *_PG_OUTAGES)):
         return True
     # The client's own word for a connection the server already dropped.
     return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc) and "closed" in str(exc)
