@@ -134,7 +134,9 @@ class JobRunner:
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        await self._recover()
+        # A database that is down as we start is waited for like any outage (a retry claims again what
+        # an interrupted pass claimed: our own leases count as free).
+        await until_database_answers(self._recover, what="resuming unfinished jobs")
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
         self._lease_task = asyncio.create_task(self._lease_loop(), name="job-leases")
 

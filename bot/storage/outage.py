@@ -46,7 +46,10 @@ def postgres_outage(exc: BaseException) -> bool:
     it cannot serve now."""
     if isinstance(exc, (OSError, *_PG_OUTAGES)):
         return True
-    # The client's own word for a connection the server already dropped.
+    # The client's own words for a connection the server dropped: "connection is closed", or a protocol
+    # left mid-operation by a termination ("cannot switch to state 12; another operation is in progress").
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
     return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc) and "closed" in str(exc)
 
 

@@ -30,6 +30,7 @@ from bot.storage.repository import Repository
         asyncpg.TooManyConnectionsError("too many connections for database"),
         asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction"),
         asyncpg.InterfaceError("connection is closed"),
+        asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     ],
 )
 def test_postgres_connection_errors_are_outages(error: BaseException) -> None:
