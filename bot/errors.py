@@ -124,6 +124,15 @@ class ModerationRejected(ProviderError):
         self.stage = stage
 
 
+class ModelUnavailable(ProviderError):
+    """The provider says the model no longer exists (HTTP 404 on submit, "model not found")."""
+
+    user_message = (
+        "This model is no longer offered by the video provider. "
+        "Your credits were refunded; please choose another model."
+    )
+
+
 class GenerationFailed(ProviderError):
     """The provider accepted the job but could not make the video."""
 

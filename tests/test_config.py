@@ -157,3 +157,25 @@ def test_secret_behaves_like_a_value_without_printing_itself() -> None:
 def test_settings_defaults_match_load_settings_defaults() -> None:
     # The dataclass defaults (used by tests and the CLI) and the parser's defaults must not drift apart.
     assert Settings() == load_settings({})
+
+
+def _names_read_by_config() -> set[str]:
+    source = (Path(__file__).resolve().parents[1] / "bot" / "config.py").read_text()
+    names = set(re.findall(r'(?:get|url|integer|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'"([A-Z][A-Z0-9_]+_(?:KEY|API_KEY))"', source))
+    return names
+
+
+def test_env_example_and_readme_list_every_setting() -> None:
+    """A setting the code reads but .env.example or the README's table leaves out is a setting
+    nobody finds; one they list but the code ignores is worse."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+    readme_rows = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| `")]
+    readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(row.split("|")[1] for row in readme_rows)))
+    read = _names_read_by_config()
+    assert read - example == set(), "missing from .env.example"
+    assert example - read == set(), ".env.example lists settings the code does not read"
+    assert read - readme == set(), "missing from the README settings table"

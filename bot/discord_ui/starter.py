@@ -145,7 +145,7 @@ class JobStarter:
         placeholder = Job(
             id=0,
             state=State.QUEUED,
-            provider=pipeline.provider.name,
+            provider=pipeline.service.provider_for(request).name,
             user_id=str(interaction.user.id),
             prompt=request.prompt,
             seconds=request.seconds,
@@ -157,7 +157,7 @@ class JobStarter:
             **lineage,
         )
         embed = status_embed(placeholder)
-        embed.title = "Sora video (starting)"
+        embed.title = "Video (starting)"
         # The fitted reference rides on the status message for every provider: URL-based providers
         # fetch it from there, and Retry/Remix find it there after the job's own copy is cleaned up.
         files = [] if reference is None else [discord.File(io.BytesIO(reference.data), filename=reference.filename)]

@@ -11,33 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from bot.catalogue import Router
 from bot.errors import (
+    AuthenticationFailed,
     BotError,
     DatabaseUnavailable,
     GenerationFailed,
     JobInterrupted,
     JobNotResumable,
     LeaseLost,
+    ModelUnavailable,
     ProviderError,
+    ProviderOutOfCredits,
+    ProviderRequestRejected,
     ProviderTimeout,
+    ProviderUnavailable,
     RateLimited,
 )
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.polling import AdaptivePoller
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
+from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,23 @@ class CancelRefused(BotError):
     user_message = "This job can no longer be cancelled."
 
 
+class ProviderGone(BotError):
+    """A job's provider is no longer configured (the operator removed its key since)."""
+
+    user_message = (
+        "The video provider this job was sent to is no longer set up on this bot. "
+        "Your credits were refunded; please run it again."
+    )
+
+
+def nothing_taken(error: ProviderError) -> bool:
+    """Whether a failed submit proves the provider took nothing, so another host may be tried
+    without the risk of making (and paying for) the video twice."""
+    if isinstance(error, ProviderOutOfCredits | ModelUnavailable | AuthenticationFailed):
+        return True
+    return isinstance(error, RateLimited | ProviderUnavailable) and error.status in (429, 502, 503)
+
+
 class JobEvents(Protocol):
     """What the runner reports as it works (bot.metrics.Metrics implements it)."""
 
@@ -85,9 +109,10 @@ class JobRunner:
     def __init__(
         self,
         repo: Repository,
-        provider: VideoProvider,
+        providers: Mapping[str, VideoProvider],
         notifier: Notifier,
         *,
+        router: Router,
         work_dir: Path,
         max_running: int = 4,
         max_running_per_user: int = 1,
@@ -106,7 +131,9 @@ class JobRunner:
         self.events = events
         self.callback_url = callback_url
         """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
-        self.provider = provider
+        self.providers = providers
+        """Every configured provider by name; a job runs on ``providers[job.provider]``."""
+        self.router = router
         self.notifier = notifier
         self.work_dir = work_dir
         self.max_running = max_running
@@ -183,9 +210,12 @@ class JobRunner:
             if job.id in self._tasks or job.id in self._cancelling:
                 continue
             self._leased.add(job.id)
+            provider = self.providers.get(job.provider)
             if job.state is State.SUBMITTING:
                 await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
-            elif not self.provider.capabilities.resumable and not self._result_path(job).exists():
+            elif provider is None:
+                await self._fail(job.id, ProviderGone(f"job {job.id}: provider {job.provider} is not configured"))
+            elif not provider.capabilities.resumable and not self._result_path(job).exists():
                 await self._fail(job.id, JobNotResumable(f"{job.provider} job {job.provider_job_id} lost on restart"))
             else:
                 log.info("resuming job %s (%s, provider id %s)", job.id, job.state, job.provider_job_id)
@@ -332,9 +362,9 @@ class JobRunner:
             except (asyncio.CancelledError, LeaseLost):
                 raise
             except DatabaseUnavailable as exc:
-                # A read not retried in place (the callback secret, the typical duration): not the job's
-                # fault. Every state write is retried where it is made (_move), so the stored state is
-                # where we were: carry on from there once the database answers.
+                # A read not retried in place (the typical duration): not the job's fault. Every state
+                # write is retried where it is made (_move), so the stored state is where we were:
+                # carry on from there once the database answers.
                 failures += 1
                 log.warning("job %s: database unavailable (%s); resuming from the stored state", job.id, exc.detail)
                 await asyncio.sleep(DATABASE_BACKOFF.delay(failures))
@@ -359,7 +389,7 @@ class JobRunner:
             if stored is None or stored.state.terminal:
                 return
             if stored.state is State.SUBMITTING:
-                # Cannot happen (a submit writes nothing before its answer is stored); never submit twice.
+                # Not expected (the database calls around a submit wait in place); never submit twice.
                 return await self._fail(job_id, JobInterrupted(f"job {job_id} stopped while submitting"))
             job = stored
 
@@ -367,19 +397,20 @@ class JobRunner:
         log.error("job %s crashed", job.id, exc_info=exc)
         await self._fail(job.id, GenerationFailed(f"internal error: {type(exc).__name__}: {exc}"))
 
+    def _provider(self, job: Job) -> VideoProvider:
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise ProviderGone(f"job {job.id}: provider {job.provider} is not configured")
+        return provider
+
     async def _drive(self, job: Job) -> None:
         if job.state is State.QUEUED:
             image = await asyncio.to_thread(self._load_image, job)
-            request = job.request(image)
-            if self.callback_url is not None:
-                request = replace(request, callback_url=await self.callback_url(job))
-            job = await self._move(job, State.SUBMITTING)
-            remix = getattr(self.provider, "remix", None)
-            if job.kind == "remix" and job.source_provider_job_id and remix is not None:
-                # The provider's native remix of a video it still holds (same length and size).
-                provider_job_id = await remix(job.source_provider_job_id, job.prompt)
-            else:
-                provider_job_id = await self.provider.submit(request)
+            if job.provider not in self.providers:
+                # Queued before the operator changed providers: the model's first host now.
+                job = replace(job, provider=self.router.first_host(job.model).provider)
+            job = await self._move(job, State.SUBMITTING, provider=job.provider)
+            job, provider_job_id = await self._submit(job, job.request(image))
             job = await self._move(job, State.RUNNING, provider_job_id=provider_job_id)
             log.info("job %s submitted to %s as %s", job.id, job.provider, provider_job_id)
         status = JobStatus(JobState.SUCCEEDED, result_url=job.result_url, expires_at=job.result_expires_at)
@@ -397,7 +428,7 @@ class JobRunner:
             job = await self._move(job, State.DOWNLOADING)
         if job.state is State.DOWNLOADING:
             assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
-            await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
+            await self._provider(job).download(job.provider_job_id, status, path, self.max_result_bytes)
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
         done = job.moved(
@@ -409,12 +440,55 @@ class JobRunner:
         )
         await self._finish(done, "capture")
 
+    async def _submit(self, job: Job, request: VideoRequest) -> tuple[Job, str]:
+        """Send the job to its provider; on an answer proving nothing was taken, once to the next
+        provider hosting its model. Returns the job (its provider may have changed) and the
+        provider's id for it."""
+        while True:
+            provider = self._provider(job)
+            if self.callback_url is not None:
+                # Stores the URL's secret: waits for the database here, as nothing was sent yet.
+                make_url = functools.partial(self.callback_url, job)
+                url = await until_database_answers(make_url, what=f"job {job.id}: callback")
+                request = replace(request, callback_url=url)
+            try:
+                remix = getattr(provider, "remix", None)
+                if job.kind == "remix" and job.source_provider_job_id and remix is not None:
+                    # The provider's native remix of a video it still holds (same length and size).
+                    return job, await remix(job.source_provider_job_id, job.prompt)
+                return job, await provider.submit(request)
+            except ProviderError as exc:
+                error: ProviderError = exc
+                if isinstance(exc, ProviderRequestRejected) and exc.status == 404:
+                    error = ModelUnavailable(exc.detail, status=404)  # the endpoint for this model is gone
+                if isinstance(error, ModelUnavailable):
+                    log.warning(
+                        "job %s: %s says model %s no longer exists; hiding it there", job.id, job.provider, job.model
+                    )
+                    self.router.mark_gone(job.provider, job.model)
+                after = None
+                if job.failover_from is None and job.kind != "remix" and nothing_taken(error):
+                    after = self.router.next_host(job.model, [job.provider])
+                if after is None or after.provider not in self.providers:
+                    raise error from exc
+                log.warning(
+                    "job %s: %s took nothing (%s); moving to %s", job.id, job.provider, error.detail, after.provider
+                )
+                job = await self._move(job, State.SUBMITTING, provider=after.provider, failover_from=job.provider)
+
     async def _poll(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
+        provider = self._provider(job)
         started = job.submitted_at or time.time()
-        # The operator's figure, else what recent jobs took, else the provider's typical time.
+        # The operator's figure, else what recent jobs took, else the model's (or provider's) typical time.
         expected = self.typical_job_seconds or await self.repo.typical_duration(job.provider, job.model)
-        poller = AdaptivePoller(expected=expected or self.provider.capabilities.expected_duration(job.request()))
+        if not expected:
+            spec = self.router.catalogue.get(job.model)
+            if spec is not None and not provider.capabilities.knows_duration(job.model):
+                expected = spec.expected_seconds(job.seconds)
+            else:
+                expected = provider.capabilities.expected_duration(job.request())
+        poller = AdaptivePoller(expected=expected)
         hint: float | None = None
         transient = 0
         delay = poller.next_delay(time.time() - started)
@@ -422,7 +496,7 @@ class JobRunner:
             remaining = started + self.job_timeout - time.time()
             if remaining <= 0:
                 with contextlib.suppress(ProviderError):
-                    await self.provider.cancel(job.provider_job_id)
+                    await provider.cancel(job.provider_job_id)
                 raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
             event = self._job_events.get(job.id)
             if event is not None:
@@ -435,7 +509,7 @@ class JobRunner:
                 await asyncio.sleep(min(delay, remaining))
             self._polls[job.id] = self._polls.get(job.id, 0) + 1
             try:
-                status = await self.provider.status(job.provider_job_id)
+                status = await provider.status(job.provider_job_id)
             except RateLimited as exc:
                 delay = poller.rate_limited(exc.retry_after)
                 log.info("job %s: status rate limited, backing off %.0fs", job.id, delay)
@@ -458,6 +532,10 @@ class JobRunner:
                 raise status.error or GenerationFailed(f"job {job.id} failed without a reason")
             if status.progress is not None and status.progress != job.progress:
                 job = await self._move(job, State.RUNNING, progress=status.progress)
+            elif status.queue_position != job.queue_position:
+                # The provider's own queue (display only, not stored): shown on the status message.
+                job = replace(job, queue_position=status.queue_position)
+                await self._notify(job)
             delay = poller.next_delay(elapsed, hint=hint)
 
     # --- transitions --------------------------------------------------------------------------
@@ -514,9 +592,10 @@ class JobRunner:
         assert job is not None  # noqa: S101
         if job.state.terminal:  # finished while we were stopping it
             raise CancelRefused(f"job {job_id} finished first")
-        if job.provider_job_id and self.provider.capabilities.can_cancel:
+        provider = self.providers.get(job.provider)
+        if job.provider_job_id and provider is not None and provider.capabilities.can_cancel:
             with contextlib.suppress(ProviderError):
-                await self.provider.cancel(job.provider_job_id)
+                await provider.cancel(job.provider_job_id)
         cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
         await self._finish(cancelled, "refund")
         self._wake.set()

@@ -54,6 +54,8 @@ class VideoRequest:
     image: ReferenceImage | None = None
     callback_url: str | None = None
     """Where the provider may POST when the job changes (providers with callbacks; polling stays the fallback)."""
+    audio: bool | None = None
+    """Make sound (None: the model's default). Only models whose catalogue entry offers audio take it."""
 
 
 class JobState(enum.StrEnum):
@@ -79,6 +81,8 @@ class JobStatus:
     expires_at: float | None = None
     error: ProviderError | None = None
     poll_after: float | None = None
+    queue_position: int | None = None
+    """Where the job waits in the provider's own queue (fal's ``queue_position``), when it says."""
 
     @property
     def done(self) -> bool:
@@ -105,6 +109,8 @@ class Capabilities:
     max_prompt_chars: int = MAX_PROMPT_CHARS
     typical_seconds: Mapping[str, float] = field(default_factory=lambda: {"sora-2": 180.0, "sora-2-pro": 400.0})
     """Typical wall-clock time of a job per model, seeds the adaptive poller."""
+    any_model_seconds: float | None = None
+    """Set by a provider that stands in for every model (the demo): its typical time for any of them."""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -113,13 +119,17 @@ class Capabilities:
     def all_seconds(self) -> tuple[int, ...]:
         return tuple(sorted({s for values in self.seconds.values() for s in values}))
 
+    def knows_duration(self, model: str) -> bool:
+        """Whether this provider has its own typical time for ``model`` (else the catalogue's is used)."""
+        return model in self.typical_seconds or self.any_model_seconds is not None
+
     def expected_duration(self, request: VideoRequest) -> float:
-        base = self.typical_seconds.get(request.model, 180.0)
+        base = self.typical_seconds.get(request.model, self.any_model_seconds or 180.0)
         # Longer clips take longer; the typical figure is for an 8 s clip.
         return base * (0.6 + 0.05 * request.seconds)
 
-    def validate(self, request: VideoRequest, provider_name: str) -> None:
-        """Refuse, with a sentence naming what is allowed, anything this provider cannot do."""
+    def check_prompt(self, request: VideoRequest) -> None:
+        """Refuse an empty or over-long prompt."""
         prompt = request.prompt.strip()
         if not prompt:
             raise InvalidRequest("The prompt is empty. Please describe the video you want.")
@@ -127,6 +137,10 @@ class Capabilities:
             raise InvalidRequest(
                 f"The prompt is {len(request.prompt)} characters long; the limit is {self.max_prompt_chars}."
             )
+
+    def validate(self, request: VideoRequest, provider_name: str) -> None:
+        """Refuse, with a sentence naming what is allowed, anything this provider cannot do."""
+        self.check_prompt(request)
         if request.model not in self.sizes:
             raise InvalidRequest(
                 f"Model {request.model!r} is not available with {provider_name}; choose {_or(self.models)}."
@@ -159,7 +173,10 @@ def _or(items: tuple[str, ...] | list[str]) -> str:
 
 @runtime_checkable
 class VideoProvider(Protocol):
-    """A Sora 2 provider. Implementations live one per file in ``bot/providers/``."""
+    """A video provider. Implementations live one per file in ``bot/providers/``.
+
+    ``request.model`` is always a catalogue id (bot/catalogue); a provider built from the catalogue
+    looks up how it names that model and spells its fields in its ``Host`` entries."""
 
     name: str
     capabilities: Capabilities

@@ -48,7 +48,8 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
     elif isinstance(fake, FakeOpenAIVideos):
         env.update(OPENAI_BASE_URL=fake.base_url + "/v1", OPENAI_API_KEY=fake.api_key)
     elif isinstance(fake, FakeSegmind):
-        env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key)
+        # These worlds test Segmind's Sora wire path; tests of its live models pass model= explicitly.
+        env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key, DEFAULT_MODEL="sora-2")
     elif isinstance(fake, FakeSora2Api):
         env.update(SORA2API_BASE_URL=fake.base_url, SORA2API_API_KEY=fake.api_key)
     return env
@@ -92,7 +93,7 @@ class World:
         return [
             m
             for m in self.discord.messages(self.discord.channel.id)
-            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Sora video")
+            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Video")
         ]
 
     async def wait_status(self, text: str, timeout: float = 60.0) -> Message:

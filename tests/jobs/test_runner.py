@@ -18,6 +18,7 @@ import aiohttp
 import av
 import pytest
 
+from bot.catalogue import Router
 from bot.credits.ledger import CreditPolicy
 from bot.errors import JobInterrupted, JobNotResumable, ProviderTimeout
 from bot.jobs.model import ACTIVE, Job, State
@@ -150,8 +151,22 @@ async def rigs(tmp_path: Path) -> AsyncIterator[RigFactory]:
         repo = Repository(await connect(tmp_path / "bot.db"))
         notifier = RecordingNotifier(tmp_path / "delivered")
         options: dict[str, Any] = {"typical_job_seconds": 1.0, "max_running": 4, "max_running_per_user": 1}
-        runner = JobRunner(repo, provider, notifier, work_dir=tmp_path / "results", **{**options, **runner_options})
-        service = JobService(repo, provider, runner, CreditPolicy(daily_credits=ALLOWANCE), data_dir=tmp_path)
+        runner = JobRunner(
+            repo,
+            {provider.name: provider},
+            notifier,
+            router=Router.for_providers([provider.name]),
+            work_dir=tmp_path / "results",
+            **{**options, **runner_options},
+        )
+        service = JobService(
+            repo,
+            {provider.name: provider},
+            runner.router,
+            runner,
+            CreditPolicy(daily_credits=ALLOWANCE),
+            data_dir=tmp_path,
+        )
         rig = Rig(repo, provider, notifier, runner, service)
         made.append(rig)
         if start:

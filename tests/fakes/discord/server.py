@@ -47,6 +47,7 @@ Interactions (each returns an ``Interaction`` record, see state.py, filled in as
                          channel_id=, attachments={id: payload} or [payload], attachment_size_limit=,
                          permissions=, locale=, dm=False)
   (raises PermissionError if the synced command's default_member_permissions hide it from the user)
+  await send_autocomplete(command=, focused=, options={"name": "typed"})  autocomplete (type 4 → callback 8)
   await send_component(message_id, custom_id, component_type=2, values=None, ...)   button/select
                          (on any live message, ephemeral ones included)
   await send_modal_submit(custom_id, values, modal=None, ...)                        modal submit
