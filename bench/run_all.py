@@ -63,6 +63,12 @@ BENCHES = (
     ),
     Bench("shrink", "bench.bench_shrink", "Shrink a 25 MB 12 s 1280x720 clip under 10 MiB", "≤ 1× clip duration"),
     Bench("credits", "bench.bench_credits", "Credit reserves per second, 50 tasks", "— (comparison)"),
+    Bench(
+        "outage",
+        "bench.bench_db_outage",
+        "Recovery from a PostgreSQL outage mid-job",
+        "video posted < 5 s after it could first be",
+    ),
 )
 
 

@@ -74,6 +74,7 @@ async def open_pipeline(
         poll_cost=settings.poll_cost_seconds,
         events=metrics,
         callback_url=callbacks.url_for,
+        calls_back=callbacks.enabled_for,
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)

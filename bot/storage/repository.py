@@ -16,6 +16,7 @@ from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, 
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
+from bot.storage.outage import raises_database_unavailable, sqlite_outage
 
 # How long BEGIN IMMEDIATE is retried when SQLite refuses it at once (see Repository._begin).
 BUSY_RETRY_SECONDS = 10.0
@@ -29,6 +30,7 @@ def _job(row: aiosqlite.Row) -> Job:
     return job_from_row({key: row[key] for key in row.keys()})
 
 
+@raises_database_unavailable(sqlite_outage)
 class Repository:
     """Jobs and the credit ledger on one SQLite connection."""
 

@@ -21,6 +21,7 @@ from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, 
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
+from bot.storage.outage import postgres_outage, raises_database_unavailable
 
 _UNFINISHED = [s.value for s in State if s not in TERMINAL]
 _TERMINAL = [s.value for s in TERMINAL]
@@ -48,6 +49,7 @@ def _changed(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+@raises_database_unavailable(postgres_outage)
 class PostgresRepository:
     """Jobs and the credit ledger on an asyncpg pool."""
 
