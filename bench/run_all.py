@@ -49,10 +49,10 @@ BENCHES = (
         "≤ 1.2× after 20 jobs from a prior 2× off",
     ),
     Bench(
-        "replicate-runway",
-        "bench.bench_replicate_runway",
-        "Polling on Replicate and Runway (and Replicate webhooks)",
-        "— (comparison; webhook target ≤ 1 s delay)",
+        "providers",
+        "bench.bench_providers",
+        "Polling per provider and model, with and without webhooks",
+        "with webhooks ≤ 3 status requests per job and ≤ 1 s mean delay",
     ),
     Bench("inflight", "bench.bench_inflight_memory", "Memory per in-flight job (1,000 jobs)", "≤ 200 KiB per job"),
     Bench(

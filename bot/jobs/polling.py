@@ -30,6 +30,13 @@ MAX_BACKOFF = 60.0
 """Longest wait between two looks at an overdue job (and the rate-limit backoff cap is 120 s)."""
 
 
+def request_cost(poll_cost: float, median: float, *, calls_back: bool) -> float:
+    """λ for one job. When the provider calls back as the job ends (the wake-up cuts the wait short),
+    a status request is only the safety net for a lost callback: worth a whole median of delay, so
+    the plan keeps the early look and about two more (≤ 3 requests a job with the callback)."""
+    return max(poll_cost, median) if calls_back else poll_cost
+
+
 @dataclass
 class AdaptivePoller:
     median: float

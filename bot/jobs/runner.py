@@ -43,7 +43,7 @@ from bot.errors import (
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
-from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller
+from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
@@ -499,11 +499,8 @@ class JobRunner:
         prior = Lognormal.clamped(median, spec.spread if spec is not None else DEFAULT_SPREAD)
         if not self.typical_job_seconds:
             prior = prior.refined(await self.repo.recent_durations(job.provider, job.model))
-        cost = self.poll_cost
-        if self.calls_back is not None and self.calls_back(job.provider):
-            # The provider calls back when the job ends (and the wake cuts the wait short): a status
-            # request is then only the safety net for a lost callback, worth a whole median of delay.
-            cost = max(cost, prior.median)
+        calls_back = self.calls_back is not None and self.calls_back(job.provider)
+        cost = request_cost(self.poll_cost, prior.median, calls_back=calls_back)
         poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=cost)
         await asyncio.to_thread(poller.plan)  # a new distribution's plan takes milliseconds: not on the loop
         hint: float | None = None
