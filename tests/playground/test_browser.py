@@ -144,28 +144,46 @@ def _wait(browser: WebDriver, what: str, condition: object, timeout: float = WAI
         raise AssertionError(f"timed out waiting for {what}") from None
 
 
+# Cards and the panel are replaced as live updates arrive: read them in one script, never through an
+# element handle that the next update may have made stale.
+def _text(browser: WebDriver, css: str, *, last: bool = False) -> str:
+    """The text of the first (or ``last``) element matching ``css``; "" when none does."""
+    found = browser.execute_script(
+        "const all = document.querySelectorAll(arguments[0]); const e = all[arguments[1] ? all.length - 1 : 0];"
+        " return e && e.innerText;",
+        css,
+        last,
+    )
+    return str(found or "")
+
+
+def _count(browser: WebDriver, css: str) -> int:
+    return int(browser.execute_script("return document.querySelectorAll(arguments[0]).length;", css))
+
+
 def _credits(browser: WebDriver) -> int:
-    return int(browser.find_element(By.ID, "credits").text)
+    return int(_text(browser, "#credits"))
 
 
 def _card_state(browser: WebDriver, job_id: int) -> str | None:
-    cards = browser.find_elements(By.ID, f"job-{job_id}")
-    return cards[0].get_attribute("data-state") if cards else None
+    state = browser.execute_script(
+        "const e = document.getElementById(arguments[0]); return e && e.dataset.state;", f"job-{job_id}"
+    )
+    return str(state) if state else None
 
 
 def _last_reply(browser: WebDriver) -> str:
-    replies = browser.find_elements(By.CSS_SELECTOR, "article.ephemeral p")
-    return replies[-1].text if replies else ""
+    return _text(browser, "article.ephemeral p", last=True)
 
 
 def _send(browser: WebDriver, prompt: str, *, model: str = "demo", duration: str = "", size: str = "") -> None:
-    replies = len(browser.find_elements(By.CSS_SELECTOR, "article.ephemeral"))
+    replies = _count(browser, "article.ephemeral")
     browser.find_element(By.ID, "prompt").send_keys(prompt)
     Select(browser.find_element(By.ID, "model")).select_by_value(model)
     Select(browser.find_element(By.ID, "duration")).select_by_value(duration)
     Select(browser.find_element(By.ID, "size")).select_by_value(size)
     browser.find_element(By.ID, "send").click()
-    _wait(browser, "the reply", lambda b: len(b.find_elements(By.CSS_SELECTOR, "article.ephemeral")) > replies)
+    _wait(browser, "the reply", lambda b: _count(b, "article.ephemeral") > replies)
 
 
 def _shoot(browser: WebDriver, name: str) -> None:
@@ -184,8 +202,7 @@ def test_a_prompt_becomes_a_video_that_plays_in_the_page(browser: WebDriver, bas
     seen = browser.execute_script("return window.seen['1'];")
     assert seen[0] in ("queued", "submitting", "running") and seen[-1] == "succeeded", seen
     assert "running" in seen, seen  # the status message moved through the live updates
-    card = browser.find_element(By.ID, "job-1")
-    assert "✅ Done" in card.find_element(By.CLASS_NAME, "status").text
+    assert "✅ Done" in _text(browser, "#job-1 .status")
     # The video element's source loads and plays: its duration is the clip's, and time moves on.
     played = browser.execute_async_script(
         """
@@ -204,7 +221,7 @@ def test_a_prompt_becomes_a_video_that_plays_in_the_page(browser: WebDriver, bas
     assert 3.5 < played["duration"] < 4.5, played
     assert played["time"] > 0, played
     _wait(browser, "the charge in the panel", lambda b: _credits(b) == DAILY - 4)
-    assert "➖ 4 charged for video #1" in browser.find_element(By.ID, "panel").text
+    assert "➖ 4 charged for video #1" in _text(browser, "#panel")
     _shoot(browser, "playground.png")
 
 
@@ -213,45 +230,44 @@ def test_retry_makes_a_new_video_and_charges_again(browser: WebDriver, base_url:
     _wait(browser, "the retry reply", lambda b: "#2 (retry of #1)" in _last_reply(b))
     _wait(browser, "the reservation in the panel", lambda b: _credits(b) == DAILY - 8)
     _wait(browser, "video #2 to finish", lambda b: _card_state(b, 2) == "succeeded")
-    card = browser.find_element(By.ID, "job-2")
-    assert "Retry of video #1" in card.text
-    assert card.find_element(By.TAG_NAME, "video").get_attribute("src").endswith("/videos/2.mp4")
-    history = browser.find_element(By.ID, "history").text
+    assert "Retry of video #1" in _text(browser, "#job-2")
+    src = browser.execute_script("return document.querySelector('#job-2 video').src;")
+    assert src == f"{base_url}/videos/2.mp4"
+    history = _text(browser, "#history")
     assert "#2 succeeded" in history and "#1 succeeded" in history
 
 
 def test_refusals_are_shown_in_the_page_and_charge_nothing(browser: WebDriver, base_url: str) -> None:
-    cards = len(browser.find_elements(By.CSS_SELECTOR, "article[data-job]"))
+    cards = _count(browser, "article[data-job]")
     _send(browser, "a size the model does not make", model="tiny", size="720x1280")
     assert _last_reply(browser) == "Size 720x1280 is not available for tiny; choose 1280x720."
     _send(browser, "longer than my credits", duration="4")
     assert _last_reply(browser).startswith("This video costs 4 credits but you have 2 left."), _last_reply(browser)
-    assert len(browser.find_elements(By.CSS_SELECTOR, "article[data-job]")) == cards
+    assert _count(browser, "article[data-job]") == cards
     assert _credits(browser) == DAILY - 8
-    refusal = browser.find_elements(By.CSS_SELECTOR, "article.refusal")[-1]
-    assert "Only you can see this" in refusal.text
+    assert "Only you can see this" in _text(browser, "article.refusal", last=True)
     _shoot(browser, "playground-refusal.png")
 
 
 def test_members_have_their_own_credits_and_buttons(browser: WebDriver, base_url: str) -> None:
     Select(browser.find_element(By.ID, "member")).select_by_value("bob")
-    _wait(browser, "Bob's page", lambda b: "Credits of Bob" in b.find_element(By.ID, "panel").text)
+    _wait(browser, "Bob's page", lambda b: "Credits of Bob" in _text(b, "#panel"))
     assert _credits(browser) == DAILY
-    assert "No videos yet." in browser.find_element(By.ID, "history").text
+    assert "No videos yet." in _text(browser, "#history")
     # Alice's videos are in the channel, without buttons for Bob (the new video would be charged to him).
-    assert browser.find_elements(By.CSS_SELECTOR, "#job-1 video")
-    assert not browser.find_elements(By.CSS_SELECTOR, "#job-1 button")
-    quota = browser.find_element(By.ID, "quota").text
+    assert _count(browser, "#job-1 video") == 1
+    assert _count(browser, "#job-1 button") == 0
+    quota = _text(browser, "#quota")
     assert quota.startswith("Unfinished videos: 0 of 2"), quota
 
 
 def test_delete_removes_the_video_for_everyone(browser: WebDriver, base_url: str) -> None:
     _open(browser, base_url, "alice")
     browser.find_element(By.CSS_SELECTOR, '#job-2 button[data-action="delete"]').click()
-    _wait(browser, "the deletion", lambda b: "The video was deleted." in b.find_element(By.ID, "job-2").text)
+    _wait(browser, "the deletion", lambda b: "The video was deleted." in _text(b, "#job-2"))
     assert _last_reply(browser) == "Deleted video #2."
-    assert not browser.find_elements(By.CSS_SELECTOR, "#job-2 video")
-    assert "#2 succeeded · demo · 4 cr" in browser.find_element(By.ID, "history").text
+    assert _count(browser, "#job-2 video") == 0
+    assert "#2 succeeded · demo · 4 cr" in _text(browser, "#history")
     status = browser.execute_script("return fetch('/videos/2.mp4').then((r) => r.status);")
     assert status == 404
 
