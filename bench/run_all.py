@@ -44,8 +44,15 @@ BENCHES = (
     Bench(
         "polling",
         "bench.bench_polling",
-        "Polling: adaptive vs fixed 1 s vs fixed 30 s",
-        "≤ 25 polls per 3-minute job, ≤ 3 s mean delay",
+        "Polling: planned poller vs the optimum vs fixed intervals",
+        "sora-2 prior ≤ 20 polls/job at ≤ 2.2 s mean delay; polls × delay ≤ 1.1× the optimum on every prior; "
+        "≤ 1.2× after 20 jobs from a prior 2× off",
+    ),
+    Bench(
+        "replicate-runway",
+        "bench.bench_replicate_runway",
+        "Polling on Replicate and Runway (and Replicate webhooks)",
+        "— (comparison; webhook target ≤ 1 s delay)",
     ),
     Bench("inflight", "bench.bench_inflight_memory", "Memory per in-flight job (1,000 jobs)", "≤ 200 KiB per job"),
     Bench(

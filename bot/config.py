@@ -6,6 +6,7 @@ A wrong value stops start-up with one line naming the variable and what is allow
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,11 +16,14 @@ from urllib.parse import unquote, urlparse, urlsplit
 from dotenv import dotenv_values
 
 from bot.errors import ConfigError
+from bot.jobs.polling import DEFAULT_POLL_COST
 
-PROVIDERS = ("demo", "fal", "segmind", "segmind-sync", "sora2api", "relay", "openai")
+PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai")
 DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai")
 _KEY_FOR_PROVIDER = {
     "fal": "FAL_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "runway": "RUNWAYML_API_SECRET",
     "segmind": "SEGMIND_API_KEY",
     "sora2api": "SORA2API_API_KEY",
     "relay": "RELAY_API_KEY",
@@ -67,6 +71,10 @@ class Settings:
     fal_key: Secret = Secret("")
     fal_base_url: str = "https://queue.fal.run"
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    replicate_api_token: Secret = Secret("")
+    replicate_base_url: str = "https://api.replicate.com"
+    runwayml_api_secret: Secret = Secret("")
+    runway_base_url: str = "https://api.dev.runwayml.com"
 
     segmind_api_key: Secret = Secret("")
     segmind_base_url: str = "https://api.segmind.com"
@@ -93,6 +101,8 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
     typical_job_seconds: float | None = None
+    poll_cost_seconds: float = DEFAULT_POLL_COST
+    """What one status request is worth in seconds of detection delay (bot/jobs/poll_planner.py)."""
     lease_seconds: float = 60.0
     """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
     shard_ids: tuple[int, ...] | None = None
@@ -167,6 +177,16 @@ def _parse(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
         return value
 
+    def positive(name: str, default: float) -> float:
+        raw = get(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds (> 0), got {raw!r}") from None
+        if not (0 < value < math.inf):
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
+        return value
+
     def boolean(name: str, default: str = "0") -> bool:
         raw = get(name, default).lower()
         if raw in ("1", "true", "yes", "on"):
@@ -219,6 +239,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         fal_key=Secret(get("FAL_KEY")),
         fal_base_url=url("FAL_BASE_URL", "https://queue.fal.run"),
         fal_jwks_url=url("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json"),
+        replicate_api_token=Secret(get("REPLICATE_API_TOKEN")),
+        replicate_base_url=url("REPLICATE_BASE_URL", "https://api.replicate.com"),
+        runwayml_api_secret=Secret(get("RUNWAYML_API_SECRET")),
+        runway_base_url=url("RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
         segmind_api_key=Secret(get("SEGMIND_API_KEY")),
         segmind_base_url=url("SEGMIND_BASE_URL", "https://api.segmind.com"),
         sora2api_api_key=Secret(get("SORA2API_API_KEY")),
@@ -241,6 +265,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
         max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
         typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
+        poll_cost_seconds=positive("POLL_COST_SECONDS", DEFAULT_POLL_COST),
         lease_seconds=float(integer("LEASE_SECONDS", 60, minimum=2)),
         shard_ids=shard_ids,
         shard_count=shard_count,
@@ -267,7 +292,7 @@ def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_
         _require_key(forced, get, relay_base=relay_base)
         return (forced,)
     order = [p.strip() for p in order_raw.split(",") if p.strip()] if order_raw else list(DEFAULT_PROVIDER_ORDER)
-    unknown = [p for p in order if p not in (*PROVIDERS, "replicate", "runway", "comfyui")]
+    unknown = [p for p in order if p not in (*PROVIDERS, "comfyui")]
     if unknown:
         raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
     # The providers not named come last, in their usual order: a key that is set is never ignored.

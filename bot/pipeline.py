@@ -59,7 +59,7 @@ async def open_pipeline(
     else:
         providers = build_providers(settings, session, catalogue, on_request=metrics.provider_request)
     router = Router.for_providers(providers, catalogue, default_model=settings.default_model)
-    callbacks = Callbacks(repo, settings.public_base_url)
+    callbacks = Callbacks(repo, settings.public_base_url, providers)
     runner = JobRunner(
         repo,
         providers,
@@ -71,6 +71,7 @@ async def open_pipeline(
         job_timeout=settings.job_timeout_seconds,
         max_result_bytes=settings.max_result_bytes,
         typical_job_seconds=settings.typical_job_seconds,
+        poll_cost=settings.poll_cost_seconds,
         events=metrics,
         callback_url=callbacks.url_for,
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README

@@ -40,7 +40,8 @@ from bot.errors import (
 )
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
-from bot.jobs.polling import AdaptivePoller
+from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
+from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
@@ -116,6 +117,7 @@ class JobRunner:
         job_timeout: float = 1800.0,
         max_result_bytes: int = 512 * 1024 * 1024,
         typical_job_seconds: float | None = None,
+        poll_cost: float = DEFAULT_POLL_COST,
         events: JobEvents | None = None,
         callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
         lease_seconds: float = 60.0,
@@ -138,6 +140,8 @@ class JobRunner:
         self.job_timeout = job_timeout
         self.max_result_bytes = max_result_bytes
         self.typical_job_seconds = typical_job_seconds
+        self.poll_cost = poll_cost
+        """Seconds of detection delay one status request is worth (bot/jobs/poll_planner.py)."""
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owners: dict[int, str] = {}
         self._wake = asyncio.Event()
@@ -401,15 +405,20 @@ class JobRunner:
         assert job.provider_job_id is not None  # noqa: S101
         provider = self._provider(job)
         started = job.submitted_at or time.time()
-        # The operator's figure, else what recent jobs took, else the model's (or provider's) typical time.
-        expected = self.typical_job_seconds or await self.repo.typical_duration(job.provider, job.model)
-        if not expected:
-            spec = self.router.catalogue.get(job.model)
-            if spec is not None and not provider.capabilities.knows_duration(job.model):
-                expected = spec.expected_seconds(job.seconds)
-            else:
-                expected = provider.capabilities.expected_duration(job.request())
-        poller = AdaptivePoller(expected=expected)
+        # The model's typical time and spread (the provider's own time when it has one) as the prior,
+        # refined by what the model's recent jobs took; or the operator's figure as is.
+        spec = self.router.catalogue.get(job.model)
+        if self.typical_job_seconds:
+            median = self.typical_job_seconds
+        elif spec is not None and not provider.capabilities.knows_duration(job.model):
+            median = spec.expected_seconds(job.seconds)
+        else:
+            median = provider.capabilities.expected_duration(job.request())
+        prior = Lognormal.clamped(median, spec.spread if spec is not None else DEFAULT_SPREAD)
+        if not self.typical_job_seconds:
+            prior = prior.refined(await self.repo.recent_durations(job.provider, job.model))
+        poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=self.poll_cost)
+        await asyncio.to_thread(poller.plan)  # a new distribution's plan takes milliseconds: not on the loop
         hint: float | None = None
         transient = 0
         delay = poller.next_delay(time.time() - started)

@@ -259,7 +259,8 @@ class HttpClient:
             try:
                 return await self.request(method, url, retry=False, **kwargs)
             except ProviderError as exc:
-                if exc.status not in self.create_retry_statuses or attempt == self.max_retries:
+                # A provider may mark an answer not retryable (fal's X-Fal-Retryable: false).
+                if exc.status not in self.create_retry_statuses or not exc.retryable or attempt == self.max_retries:
                     raise
                 delay = self.retry_delay(attempt, exc.retry_after)
                 log.info(

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -338,15 +337,15 @@ class Repository:
             )
         return cur.rowcount > 0
 
-    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
-        """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
+    async def recent_durations(self, provider: str, model: str, *, limit: int = 50) -> list[float]:
+        """Submit-to-finish seconds of the last ``limit`` successful jobs of ``provider`` and ``model``,
+        newest first: what the poll planner learns a model's completion times from."""
         async with self.db.execute(
             "SELECT finished_at - submitted_at FROM jobs WHERE provider = ? AND model = ? AND state = ?"
             " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT ?",
-            (provider, model, State.SUCCEEDED.value, sample),
+            (provider, model, State.SUCCEEDED.value, limit),
         ) as cur:
-            values = [r[0] for r in await cur.fetchall() if r[0] and r[0] > 0]
-        return statistics.median(values) if len(values) >= 3 else None
+            return [float(r[0]) for r in await cur.fetchall() if r[0] and r[0] > 0]
 
     # --- credits ----------------------------------------------------------------------------
 
