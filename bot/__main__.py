@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
         reason = "open it in a browser; Ctrl+C stops"
         if args.command is None:
-            reason = "DISCORD_TOKEN is not set, so /sora runs in this local page; README: 'Put it in your Discord server'"
+            reason = "DISCORD_TOKEN is not set, so /sora runs in this page; README: 'Put it in your Discord server'"
         return run_playground(settings, reason=reason)
     from bot.discord_app import run_bot
 
