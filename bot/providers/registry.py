@@ -59,6 +59,19 @@ def build_provider(
             hosts=catalogue.hosts_for("segmind"),
             specs=catalogue.models,
         )
+    if name == "comfyui":
+        from bot.providers.comfyui import ComfyUIProvider, load_client_id
+
+        assert settings.comfyui_workflow is not None  # noqa: S101 - config.py requires it with COMFYUI_URL
+        return ComfyUIProvider(
+            session,
+            base_url=settings.comfyui_url,
+            workflow=settings.comfyui_workflow,
+            hosts=catalogue.hosts_for("comfyui"),
+            specs=catalogue.models,
+            client_id=load_client_id(settings.data_dir / "comfyui-client-id"),
+            token=settings.comfyui_token.get(),
+        )
     if name == "segmind-sync":
         from bot.providers.segmind_sync import SegmindSyncProvider
 
