@@ -84,6 +84,39 @@ def load_workflow(path: Path, setting: str = "COMFYUI_WORKFLOW") -> Workflow:
     return Workflow(path, graph, names)
 
 
+def load_workflows(default: Path, hosts: Mapping[str, Host]) -> tuple[Workflow, dict[str, Workflow]]:
+    """COMFYUI_WORKFLOW and every workflow a catalogue host names (``model`` / ``image_model`` ending in
+    ``.json``, relative to COMFYUI_WORKFLOW's folder), checked: ConfigError (one line) for a missing or
+    malformed file, a placeholder nobody fills, or no comfyui model at all. Run at start-up."""
+    if not hosts:
+        raise ConfigError(
+            "COMFYUI_URL is set but no model in the catalogue runs on comfyui: add one in MODELS_FILE "
+            '(a [[models."id".hosts]] entry with provider = "comfyui"; see README, ComfyUI)'
+        )
+    main = load_workflow(default)
+    named: dict[str, Workflow] = {}
+    for model_id, host in hosts.items():
+        for ref in {host.model, host.image_model or host.model}:
+            if ref.endswith(".json") and ref not in named:
+                # A relative path is read next to COMFYUI_WORKFLOW, where an operator keeps them together.
+                named[ref] = load_workflow(default.parent / ref, f"model {model_id!r}: workflow")
+        allowed = BUILTIN_PLACEHOLDERS | set(host.fields) | set(host.text_fields) | set(host.image_fields)
+        for chosen in (workflow_for(host, False, main, named), workflow_for(host, True, main, named)):
+            unknown = chosen.placeholders - allowed
+            if unknown:
+                raise ConfigError(
+                    f"workflow {str(chosen.path)!r} (model {model_id!r}) has unknown placeholders "
+                    f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
+                )
+    return main, named
+
+
+def workflow_for(host: Host, with_image: bool, default: Workflow, named: Mapping[str, Workflow]) -> Workflow:
+    """The workflow a request runs: the host's own (its image one with a reference), else COMFYUI_WORKFLOW."""
+    ref = (host.image_model or host.model) if with_image else host.model
+    return named.get(ref, default)
+
+
 def _placeholders(value: Any) -> list[str]:
     if isinstance(value, str):
         return PLACEHOLDER.findall(value)
@@ -221,11 +254,6 @@ class ComfyUIProvider:
         max_retries: int = 4,
         ws_retry_delay: float = 1.0,
     ) -> None:
-        if not hosts:
-            raise ConfigError(
-                "COMFYUI_URL is set but no model in the catalogue runs on comfyui: add one in MODELS_FILE "
-                '(a [[models."id".hosts]] entry with provider = "comfyui"; see README, ComfyUI)'
-            )
         self._session = session
         self._http = HttpClient(
             session, provider=self.name, secrets=(token,), base_delay=retry_base_delay, max_retries=max_retries
@@ -235,22 +263,7 @@ class ComfyUIProvider:
         self._hosts, self._specs = dict(hosts), specs
         self.client_id = client_id or uuid.uuid4().hex
         self.capabilities = comfyui_capabilities(hosts, specs)
-        self._default = load_workflow(workflow)
-        self._workflows: dict[str, Workflow] = {}
-        for model_id, host in hosts.items():
-            for ref in {host.model, host.image_model or host.model}:
-                if ref.endswith(".json") and ref not in self._workflows:
-                    # A relative path is read next to COMFYUI_WORKFLOW, where an operator keeps them together.
-                    path = workflow.parent / ref
-                    self._workflows[ref] = load_workflow(path, f"model {model_id!r}: workflow")
-            allowed = BUILTIN_PLACEHOLDERS | set(host.fields) | set(host.text_fields) | set(host.image_fields)
-            for chosen in (self._workflow(host, False), self._workflow(host, True)):
-                unknown = chosen.placeholders - allowed
-                if unknown:
-                    raise ConfigError(
-                        f"workflow {str(chosen.path)!r} (model {model_id!r}) has unknown placeholders "
-                        f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}"
-                    )
+        self._default, self._workflows = load_workflows(workflow, hosts)
         self._ws_retry_delay = ws_retry_delay
         self._ws_task: asyncio.Task[None] | None = None
         self._live: OrderedDict[str, _Live] = OrderedDict()
@@ -258,8 +271,7 @@ class ComfyUIProvider:
     # --- requests -------------------------------------------------------------------------------
 
     def _workflow(self, host: Host, with_image: bool) -> Workflow:
-        ref = (host.image_model or host.model) if with_image else host.model
-        return self._workflows.get(ref, self._default)
+        return workflow_for(host, with_image, self._default, self._workflows)
 
     def validate(self, request: VideoRequest) -> None:
         self.capabilities.validate(request, "ComfyUI")

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.e2e.harness import BotProcess
 from tests.fakes.base import FakeServer
+from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Interaction, Message
 from tests.fakes.openai_videos import FakeOpenAIVideos
@@ -18,7 +19,8 @@ from tests.fakes.relay import FakeRelay
 from tests.fakes.segmind import FakeSegmind
 from tests.fakes.sora2api import FakeSora2Api
 
-PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api")
+PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api", "comfyui")
+COMFYUI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "comfyui"
 # Only the parts of each provider's submit path that are unique to it.
 SUBMIT_PATHS = {
     "relay": ("/v2/videos/generations", "POST"),
@@ -26,6 +28,7 @@ SUBMIT_PATHS = {
     "segmind": ("/v2/sora-2", "POST"),
     "segmind-sync": ("/v1/sora-2", "POST"),
     "sora2api": ("/generate", "POST"),
+    "comfyui": ("/prompt", "POST"),
 }
 
 
@@ -38,6 +41,8 @@ def make_provider_fake(provider: str, **knobs: Any) -> FakeServer | None:
         return FakeSegmind(**{"run_seconds": 1.0, "sync_delay": 1.0, **knobs})
     if provider == "sora2api":
         return FakeSora2Api(**{"run_seconds": 1.0, **knobs})
+    if provider == "comfyui":
+        return FakeComfyUI(**{"run_seconds": 2.0, "steps": 10, **knobs})
     return None
 
 
@@ -52,6 +57,13 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
         env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key, DEFAULT_MODEL="sora-2")
     elif isinstance(fake, FakeSora2Api):
         env.update(SORA2API_BASE_URL=fake.base_url, SORA2API_API_KEY=fake.api_key)
+    elif isinstance(fake, FakeComfyUI):
+        # The shipped example, as an operator would set it up: its workflows and its catalogue entry.
+        env.update(
+            COMFYUI_URL=fake.base_url,
+            COMFYUI_WORKFLOW=str(COMFYUI_EXAMPLE / "ltxv-text-to-video.json"),
+            MODELS_FILE=str(COMFYUI_EXAMPLE / "models.toml"),
+        )
     return env
 
 
