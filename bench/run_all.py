@@ -56,6 +56,12 @@ BENCHES = (
     ),
     Bench("shrink", "bench.bench_shrink", "Shrink a 25 MB 12 s 1280x720 clip under 10 MiB", "≤ 1× clip duration"),
     Bench("credits", "bench.bench_credits", "Credit reserves per second, 50 tasks", "— (comparison)"),
+    Bench(
+        "comfyui",
+        "bench.bench_comfyui",
+        "ComfyUI: status requests per job and completion-to-post delay",
+        "≤ 3 status requests per job, ≤ 1 s mean delay (with its websocket)",
+    ),
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -106,6 +106,8 @@ class Capabilities:
     resumable: bool = True
     """False when a job cannot be asked about again after a restart (segmind-sync, demo)."""
     reports_progress: bool = False
+    pushes_updates: bool = False
+    """The provider calls back (``PushesUpdates.subscribe``) when a job may have finished: polls are a safety net."""
     max_prompt_chars: int = MAX_PROMPT_CHARS
     typical_seconds: Mapping[str, float] = field(default_factory=lambda: {"sora-2": 180.0, "sora-2-pro": 400.0})
     """Typical wall-clock time of a job per model, seeds the adaptive poller."""
@@ -169,6 +171,15 @@ def _or(items: tuple[str, ...] | list[str]) -> str:
     if len(items) == 1:
         return items[0]
     return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+@runtime_checkable
+class PushesUpdates(Protocol):
+    """A provider that hears about its jobs by itself (ComfyUI's websocket)."""
+
+    def subscribe(self, wake: Callable[[str], None]) -> None:
+        """Call ``wake(provider_job_id)`` whenever that job may have finished."""
+        ...
 
 
 @runtime_checkable

@@ -23,9 +23,10 @@ import json
 import logging
 import re
 import secrets
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -51,6 +52,8 @@ _VIDEO_RANK = {".mp4": 0, ".webm": 1, ".mov": 1, ".mkv": 1, ".webp": 2, ".gif": 
 _REAL_VIDEO = frozenset({".mp4", ".webm", ".mov", ".mkv"})
 _LIVE_CACHE = 1024
 _PROGRESS_CAP = 99.0  # 100 only once the history says it is done
+HISTORY_EVERY = 15.0
+"""While the websocket follows a running prompt, the history is still asked this often (seconds)."""
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,7 @@ def comfyui_capabilities(hosts: Mapping[str, Host], specs: Mapping[str, ModelSpe
         can_cancel=True,
         resumable=True,
         reports_progress=True,
+        pushes_updates=True,
         typical_seconds={m.id: m.typical_seconds for m in hosted},
     )
 
@@ -233,6 +237,8 @@ class _Live:
     running: bool = False
     progress: float | None = None
     finished: bool = False
+    checked_at: float = 0.0
+    """When the history was last asked about it (monotonic)."""
 
 
 class ComfyUIProvider:
@@ -260,12 +266,14 @@ class ComfyUIProvider:
         )
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._hosts, self._specs = dict(hosts), specs
+        self._hosts = dict(hosts)
         self.client_id = client_id or uuid.uuid4().hex
         self.capabilities = comfyui_capabilities(hosts, specs)
         self._default, self._workflows = load_workflows(workflow, hosts)
         self._ws_retry_delay = ws_retry_delay
         self._ws_task: asyncio.Task[None] | None = None
+        self._ws_live = False
+        self._wakers: list[Callable[[str], None]] = []
         self._live: OrderedDict[str, _Live] = OrderedDict()
 
     # --- requests -------------------------------------------------------------------------------
@@ -327,12 +335,21 @@ class ComfyUIProvider:
             raise ProviderUnavailable(f"comfyui: /upload/image answered without a name: {sorted(body)}")
         return f"{subfolder}/{name}" if subfolder else name
 
+    def subscribe(self, wake: Callable[[str], None]) -> None:
+        """``wake(prompt_id)`` is called when the websocket says a prompt finished."""
+        self._wakers.append(wake)
+
     async def status(self, job_id: str) -> JobStatus:
         self._ensure_ws()
+        live = self._live.get(job_id) or self._remember(job_id)  # a resumed job: listen for it too
+        now = time.monotonic()
+        if self._ws_live and live.running and not live.finished and now - live.checked_at < HISTORY_EVERY:
+            # The open websocket follows it: no request. It says when the prompt ends (and wakes the job).
+            return JobStatus(JobState.RUNNING, progress=live.progress)
+        live.checked_at = now
         done = await self._history(job_id)
         if done is not None:
             return done
-        live = self._live.get(job_id) or self._remember(job_id)  # a resumed job: listen for it too
         if live.running and not live.finished:
             return JobStatus(JobState.RUNNING, progress=live.progress)
         # The websocket knows nothing (yet, or since a reconnect): ask the queue.
@@ -429,6 +446,7 @@ class ComfyUIProvider:
         while True:
             try:
                 async with self._session.ws_connect(url, headers=self._headers, heartbeat=30) as ws:
+                    self._ws_live = True
                     delay = self._ws_retry_delay
                     async for message in ws:
                         if message.type is aiohttp.WSMsgType.TEXT:
@@ -441,6 +459,8 @@ class ComfyUIProvider:
                 log.info("comfyui websocket: %s: %s; reconnecting in %.0fs", type(exc).__name__, exc, delay)
             except Exception:
                 log.exception("comfyui websocket failed; reconnecting in %.0fs", delay)
+            finally:
+                self._ws_live = False
             # Messages may have been missed: what we knew is no longer known (the queue is asked instead).
             for live in self._live.values():
                 live.running = False
@@ -470,6 +490,9 @@ class ComfyUIProvider:
                 live.progress = max(live.progress or 0.0, share)
         elif kind in ("execution_success", "execution_error", "execution_interrupted"):
             live.finished = True
+        if live.finished:
+            for wake in self._wakers:
+                wake(str(data.get("prompt_id")))
 
     def _remember(self, prompt_id: str) -> _Live:
         live = self._live[prompt_id] = _Live()

@@ -22,6 +22,7 @@ import functools
 import io
 import itertools
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,12 +92,22 @@ class FakeComfyUI(FakeServer):
     ``execution_error``), ``paused`` (the worker starts nothing new while set)."""
 
     def __init__(
-        self, *, output: str = "webp", run_seconds: float = 0.4, steps: int = 8, token: str | None = None
+        self,
+        *,
+        output: str = "webp",
+        run_seconds: float = 0.4,
+        steps: int = 8,
+        token: str | None = None,
+        websocket: bool = True,
     ) -> None:
         self.output = output
         self.run_seconds = run_seconds
         self.steps = steps
         self.token = token
+        self.websocket = websocket
+        """False: /ws answers 404 (a proxy that passes no websockets); the bot must poll."""
+        self.finished_at: dict[str, float] = {}
+        """When each prompt's history entry appeared (time.monotonic())."""
         self.fail_with: str | None = None
         self.paused = False
         self.prompts: dict[str, FakePrompt] = {}
@@ -238,6 +249,8 @@ class FakeComfyUI(FakeServer):
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         if denied := self._denied(request):
             raise web.HTTPUnauthorized(text=denied.text)
+        if not self.websocket:
+            raise web.HTTPNotFound()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         sid = request.query.get("clientId") or uuid.uuid4().hex
@@ -311,13 +324,14 @@ class FakeComfyUI(FakeServer):
             return await self._finish_error(prompt, "execution_error", data)
         outputs = self._outputs(pid, nodes[-1])
         prompt.messages.append(["execution_success", {"prompt_id": pid}])
+        self.finished_at[pid] = time.monotonic()
         self.history[pid] = {
             "prompt": self._entry(pid),
             "outputs": outputs,
             "status": {"status_str": "success", "completed": True, "messages": prompt.messages},
             "meta": {},
         }
-        await self._send(cid, "executed", {"node": nodes[-1], "output": outputs[nodes[-1]], "prompt_id": pid})
+        await self._send(cid, "executed", {"node": nodes[-1], "output": outputs.get(nodes[-1], {}), "prompt_id": pid})
         await self._send(cid, "execution_success", {"prompt_id": pid})
         await self._send(cid, "executing", {"node": None, "prompt_id": pid})
 

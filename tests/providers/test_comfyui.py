@@ -200,6 +200,20 @@ async def test_progress_comes_from_the_websocket_and_only_grows(
     assert any(cid == provider.client_id and m["type"] == "progress" for cid, m in fake.sent)
 
 
+async def test_the_websocket_wakes_subscribers_and_spares_history_requests(
+    fake: FakeComfyUI, make: Callable[..., ComfyUIProvider]
+) -> None:
+    fake.run_seconds, fake.steps = 1.0, 10
+    provider = make()
+    woken: list[str] = []
+    provider.subscribe(woken.append)
+    prompt_id = await provider.submit(request())
+    seen = await until_done(provider, prompt_id)  # a status call every 20 ms
+    assert seen[-1].state is JobState.SUCCEEDED and set(woken) == {prompt_id}
+    asked = len(fake.requests_to(f"/history/{prompt_id}")) + len(fake.requests_to("/queue", "GET"))
+    assert len(seen) > 20 and asked <= 6, (len(seen), asked)
+
+
 @pytest.mark.parametrize("output", ["webp", "gif", "savevideo", "vhs", "webm"])
 async def test_every_kind_of_saved_clip_becomes_a_playable_h264_mp4(
     output: str, tmp_path: Path, fake: FakeComfyUI, make: Callable[..., ComfyUIProvider]
