@@ -54,7 +54,7 @@ def describe(job: Job, *, show_requester: bool = False) -> str:
     lineage = f" ({_KIND_WORDS[job.kind]} #{job.source_job_id})" if job.kind in _KIND_WORDS else ""
     who = f" · <@{job.user_id}>" if show_requester else ""
     return (
-        f"{_ICONS.get(job.state, '•')} **#{job.id}** {job.state}{progress} · {job.cost} cr{who}"
+        f"{_ICONS.get(job.state, '•')} **#{job.id}** {job.state}{progress} · {job.model} · {job.cost} cr{who}"
         f" · {prompt}{lineage}{where}"
     )
 

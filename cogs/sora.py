@@ -102,8 +102,10 @@ def build_sora_command(cog: SoraCog, router: Router) -> app_commands.Command[Any
     models = router.available() or list(router.catalogue.models.values())
     seconds = sorted({s for m in models for s in m.durations})[:MAX_CHOICES]
     sizes = list(dict.fromkeys(s for m in models for s in m.sizes))[:MAX_CHOICES]
-    duration_choices = [app_commands.Choice(name=f"{s} seconds", value=s) for s in seconds]
-    size_choices = [app_commands.Choice(name=_size_name(s), value=s) for s in sizes]
+    duration_choices: list[app_commands.Choice[int]] = [
+        app_commands.Choice(name=f"{s} seconds", value=s) for s in seconds
+    ]
+    size_choices: list[app_commands.Choice[str]] = [app_commands.Choice(name=_size_name(s), value=s) for s in sizes]
 
     @app_commands.command(name="sora", description="Make a short AI video")
     @app_commands.guild_only()
@@ -116,7 +118,7 @@ def build_sora_command(cog: SoraCog, router: Router) -> app_commands.Command[Any
         image="Optional reference image for the first frame (PNG, JPEG or WebP)",
         private="Send the finished video to you by direct message instead of posting it here",
     )
-    @app_commands.choices(duration=duration_choices, size=size_choices)
+    @app_commands.choices(duration=duration_choices, size=size_choices)  # type: ignore[misc]  # int and str at once
     async def sora(
         interaction: discord.Interaction[SoraBot],
         prompt: app_commands.Range[str, 1, 4000],

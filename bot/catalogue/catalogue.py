@@ -14,9 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bot.catalogue.spec import Host, ModelSpec, _or
+from bot.catalogue.spec import Host, ModelSpec
 from bot.errors import ConfigError, InvalidRequest
-from bot.providers.base import VideoRequest, parse_size
+from bot.providers.base import VideoRequest, one_of, parse_size
 
 GONE_FOR_SECONDS = 6 * 3600.0
 """How long a model a provider said no longer exists stays hidden on that provider."""
@@ -218,7 +218,7 @@ class Router:
             names = [m.id for m in self.available()]
             reason = "is not available on this bot" if spec is None else "cannot be run right now"
             raise InvalidRequest(
-                f"Model {_shown_id(model_id)} {reason}; choose {_or(names) if names else 'another model later'}."
+                f"Model {_shown_id(model_id)} {reason}; choose {one_of(names) if names else 'another model later'}."
             )
         return spec
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.errors import InvalidRequest
-from bot.providers.base import VideoRequest, parse_size
+from bot.providers.base import VideoRequest, one_of, parse_size, shown_input
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -156,10 +156,10 @@ class ModelSpec:
         """Refuse, naming what this model allows, a duration, size, audio or image it cannot do."""
         if request.size not in self.sizes:
             raise InvalidRequest(
-                f"Size {_shown(request.size)} is not available for {self.id}; choose {_or(self.sizes)}."
+                f"Size {shown_input(request.size)} is not available for {self.id}; choose {one_of(self.sizes)}."
             )
         if request.seconds not in self.durations:
-            choices = _or([f"{s} s" for s in self.durations])
+            choices = one_of([f"{s} s" for s in self.durations])
             raise InvalidRequest(f"{request.seconds} s is not available for {self.id}; choose {choices}.")
         combo = f"{request.seconds}s@{resolution_of(request.size)}"
         if combo in self.unsupported:
@@ -171,15 +171,3 @@ class ModelSpec:
             raise InvalidRequest(f"{self.id} makes silent videos; leave out audio (or choose another model).")
         if request.image is not None and not self.image:
             raise InvalidRequest(f"{self.id} cannot start from an image; leave out the image or choose another model.")
-
-
-def _shown(value: str) -> str:
-    """User input echoed in a refusal: as typed when it is plain text, else quoted with escapes."""
-    return value if value.isprintable() and len(value) <= 20 else repr(value[:20])
-
-
-def _or(items: tuple[str, ...] | list[str]) -> str:
-    items = list(items)
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " or " + items[-1]

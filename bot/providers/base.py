@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
@@ -145,32 +145,33 @@ class Capabilities:
         self.check_prompt(request)
         if request.model not in self.sizes:
             raise InvalidRequest(
-                f"Model {request.model!r} is not available with {provider_name}; choose {_or(self.models)}."
+                f"Model {request.model!r} is not available with {provider_name}; choose {one_of(self.models)}."
             )
         sizes = self.sizes[request.model]
         if request.size not in sizes:
             raise InvalidRequest(
-                f"Size {_shown(request.size)} is not available for {request.model} with {provider_name}; "
-                f"choose {_or(sizes)}."
+                f"Size {shown_input(request.size)} is not available for {request.model} with {provider_name}; "
+                f"choose {one_of(sizes)}."
             )
         seconds = self.seconds[request.model]
         if request.seconds not in seconds:
             raise InvalidRequest(
                 f"{request.seconds} s is not available for {request.model} with {provider_name}; "
-                f"choose {_or([f'{s} s' for s in seconds])}."
+                f"choose {one_of([f'{s} s' for s in seconds])}."
             )
 
 
-def _shown(value: str) -> str:
+def shown_input(value: str) -> str:
     """User input echoed in a refusal: as typed when it is plain text, else quoted with escapes."""
     return value if value.isprintable() and len(value) <= 20 else repr(value[:20])
 
 
-def _or(items: tuple[str, ...] | list[str]) -> str:
-    items = list(items)
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " or " + items[-1]
+def one_of(items: Iterable[str]) -> str:
+    """``a, b or c``: the allowed values named in a refusal."""
+    listed = list(items)
+    if len(listed) == 1:
+        return listed[0]
+    return ", ".join(listed[:-1]) + " or " + listed[-1]
 
 
 @runtime_checkable

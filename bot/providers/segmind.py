@@ -195,9 +195,10 @@ class SegmindProvider:
     async def submit(self, request: VideoRequest) -> str:
         self.validate(request)
         url = f"{self._base}/v2/{quote(model_slug(request, self._hosts), safe='')}"
-        body = request_body(request, self._hosts, self._specs)
         # No idempotency key: only "not taken" answers are re-sent (HttpClient.create).
-        resp = await self._http.create("POST", url, headers=self._headers, json_body=body)
+        resp = await self._http.create(
+            "POST", url, headers=self._headers, json_body=request_body(request, self._hosts, self._specs)
+        )
         body = resp.body if isinstance(resp.body, Mapping) else {}
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:
