@@ -94,6 +94,12 @@ async def test_a_restart_mid_job_resumes_from_the_history_without_a_second_promp
         assert isinstance(fake, FakeComfyUI)
         await w.sora("survive a restart", duration=2, size="768x512")
         await w.discord.wait_for(lambda: fake.running is not None, 15, what="the prompt running")
+        # Killed once the prompt id is stored (a kill between POST /prompt and that is refunded instead).
+        await w.discord.wait_for(
+            lambda: w.db_rows("SELECT 1 FROM jobs WHERE state = 'running' AND provider_job_id IS NOT NULL"),
+            15,
+            what="the job stored as running",
+        )
         await w.bot.restart(hard=True)
         await w.wait_video()
         await w.wait_status("Done")
