@@ -58,7 +58,7 @@ class Recorder:
 
 @dataclass(frozen=True)
 class Result:
-    requests: list[int]
+    requests: list[float]
     delays: list[float]
 
 
@@ -84,15 +84,15 @@ async def run_setup(durations: list[float], median: float, *, websocket: bool) -
                     await recorder.done.setdefault(job.id, asyncio.Event()).wait()
                     if recorder.final[job.id].state is not State.SUCCEEDED:
                         raise SystemExit(f"job {job.id} ended {recorder.final[job.id].state}")
-    requests, delays = [], []
+    requests: list[float] = []
+    delays: list[float] = []
     for prompt_id, finished in fake.finished_at.items():
         history = len(fake.requests_to(f"/history/{prompt_id}", "GET"))
         requests.append(history)
         delays.append(recorder.posted[prompt_id] - finished)
     queue = len(fake.requests_to("/queue", "GET"))
     # /queue is not per prompt: share it out evenly (it is asked only while a prompt is not followed).
-    requests = [r + queue / len(requests) for r in requests]
-    return Result([round(r) for r in requests], delays)
+    return Result([r + queue / len(requests) for r in requests], delays)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -113,7 +113,7 @@ async def run(jobs: int, median: float, seed: int) -> str:
     for name, websocket in (("websocket (progress + wake)", True), ("polling only (no websocket)", False)):
         result = await run_setup(durations, median, websocket=websocket)
         lines.append(
-            f"| {name} | {statistics.fmean(result.requests):.1f} | {max(result.requests)} | "
+            f"| {name} | {statistics.fmean(result.requests):.1f} | {max(result.requests):.0f} | "
             f"{statistics.fmean(result.delays):.2f} | {percentile(result.delays, 0.95):.2f} |"
         )
     return "\n".join(lines) + "\n"

@@ -187,9 +187,8 @@ def test_comfyui_is_usable_with_its_address_and_workflow_and_refuses_half_a_setu
     assert settings.comfyui_url == "http://127.0.0.1:8188" and settings.comfyui_workflow == Path("wf.json")
     both = load_settings({"FAL_KEY": "k", "COMFYUI_URL": "http://gpu:8188", "COMFYUI_WORKFLOW": "wf.json"})
     assert both.providers == ("fal", "comfyui")
-    assert "tok-SECRET-1234" in load_settings(
-        {"COMFYUI_URL": "http://gpu:8188", "COMFYUI_WORKFLOW": "w.json", "COMFYUI_TOKEN": "tok-SECRET-1234"}
-    ).secrets()
+    token = {"COMFYUI_URL": "http://gpu:8188", "COMFYUI_WORKFLOW": "w.json", "COMFYUI_TOKEN": "tok-SECRET-1234"}
+    assert "tok-SECRET-1234" in load_settings(token).secrets()
     for env in ({"COMFYUI_URL": "http://gpu:8188"}, {"COMFYUI_WORKFLOW": "wf.json"}):
         with pytest.raises(ConfigError, match="COMFYUI_URL and COMFYUI_WORKFLOW go together"):
             load_settings(env)

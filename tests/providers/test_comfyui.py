@@ -126,7 +126,7 @@ async def test_the_workflow_is_sent_with_every_placeholder_filled_with_typed_val
 
 
 def test_placeholders_inside_text_become_text_and_whole_ones_keep_their_type() -> None:
-    graph = {
+    graph: dict[str, Any] = {
         "1": {
             "class_type": "X",
             "inputs": {"a": "{{ width }}", "b": "clip_{{seed}}_{{width}}x{{height}}", "c": [1, "{{fps}}"]},
