@@ -19,7 +19,7 @@ from tests.fakes.relay import FakeRelay
 from tests.fakes.segmind import FakeSegmind
 from tests.fakes.sora2api import FakeSora2Api
 
-PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api", "comfyui")
+PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api")  # comfyui: tests/e2e/test_comfyui.py
 COMFYUI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "comfyui"
 # Only the parts of each provider's submit path that are unique to it.
 SUBMIT_PATHS = {
