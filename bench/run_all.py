@@ -47,6 +47,12 @@ BENCHES = (
         "Polling: adaptive vs fixed 1 s vs fixed 30 s",
         "≤ 25 polls per 3-minute job, ≤ 3 s mean delay",
     ),
+    Bench(
+        "replicate-runway",
+        "bench.bench_replicate_runway",
+        "Polling on Replicate and Runway (and Replicate webhooks)",
+        "— (comparison; webhook target ≤ 1 s delay)",
+    ),
     Bench("inflight", "bench.bench_inflight_memory", "Memory per in-flight job (1,000 jobs)", "≤ 200 KiB per job"),
     Bench(
         "download",

@@ -16,10 +16,12 @@ from dotenv import dotenv_values
 
 from bot.errors import ConfigError
 
-PROVIDERS = ("demo", "fal", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
+PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
 DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai", "comfyui")
 _KEY_FOR_PROVIDER = {
     "fal": "FAL_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "runway": "RUNWAYML_API_SECRET",
     "segmind": "SEGMIND_API_KEY",
     "sora2api": "SORA2API_API_KEY",
     "relay": "RELAY_API_KEY",
@@ -68,6 +70,10 @@ class Settings:
     fal_key: Secret = Secret("")
     fal_base_url: str = "https://queue.fal.run"
     fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    replicate_api_token: Secret = Secret("")
+    replicate_base_url: str = "https://api.replicate.com"
+    runwayml_api_secret: Secret = Secret("")
+    runway_base_url: str = "https://api.dev.runwayml.com"
 
     segmind_api_key: Secret = Secret("")
     segmind_base_url: str = "https://api.segmind.com"
@@ -231,6 +237,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         fal_key=Secret(get("FAL_KEY")),
         fal_base_url=url("FAL_BASE_URL", "https://queue.fal.run"),
         fal_jwks_url=url("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json"),
+        replicate_api_token=Secret(get("REPLICATE_API_TOKEN")),
+        replicate_base_url=url("REPLICATE_BASE_URL", "https://api.replicate.com"),
+        runwayml_api_secret=Secret(get("RUNWAYML_API_SECRET")),
+        runway_base_url=url("RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
         segmind_api_key=Secret(get("SEGMIND_API_KEY")),
         segmind_base_url=url("SEGMIND_BASE_URL", "https://api.segmind.com"),
         sora2api_api_key=Secret(get("SORA2API_API_KEY")),
@@ -282,7 +292,7 @@ def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_
         _require_key(forced, get, relay_base=relay_base)
         return (forced,)
     order = [p.strip() for p in order_raw.split(",") if p.strip()] if order_raw else list(DEFAULT_PROVIDER_ORDER)
-    unknown = [p for p in order if p not in (*PROVIDERS, "replicate", "runway", "comfyui")]
+    unknown = [p for p in order if p not in PROVIDERS]
     if unknown:
         raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
     # The providers not named come last, in their usual order: a key that is set is never ignored.

@@ -69,6 +69,8 @@ class ProviderError(BotError):
     """
 
     retryable: bool = False
+    retry_after: float | None = None
+    """The server's own requested delay (``Retry-After``, ``retry-after-ms``), when it sent one."""
     user_message = "The video provider returned an error. Your credits were refunded."
 
     def __init__(self, detail: str = "", *, user_message: str | None = None, status: int | None = None) -> None:
@@ -189,6 +191,25 @@ class DeliveryFailed(BotError):
     """The finished video could not be handed over (channel gone, permissions missing)."""
 
     user_message = "The video was made but could not be posted here. Your credits were refunded."
+
+
+class UploadRefused(DeliveryFailed):
+    """Discord answered 413 to the video even after it was re-encoded to fit (our idea of the limit
+    was wrong twice). Refunded like any delivery failure; the provider's link, when there is one,
+    is the requester's way to the video."""
+
+    user_message = (
+        "The video was made, but Discord refused the upload even after it was re-encoded smaller. "
+        "Your credits were refunded."
+    )
+
+    def __init__(self, detail: str = "", *, link: str | None = None, expires_at: float | None = None) -> None:
+        message = None
+        if link:
+            message = f"{self.user_message} You can still download it from the provider: {link}"
+            if expires_at:
+                message += f" (link expires <t:{int(expires_at)}:R>)"
+        super().__init__(detail, user_message=message)
 
 
 class NotReady(BotError):

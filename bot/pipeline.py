@@ -59,7 +59,7 @@ async def open_pipeline(
     else:
         providers = build_providers(settings, session, catalogue, on_request=metrics.provider_request)
     router = Router.for_providers(providers, catalogue, default_model=settings.default_model)
-    callbacks = Callbacks(repo, settings.public_base_url)
+    callbacks = Callbacks(repo, settings.public_base_url, providers)
     runner = JobRunner(
         repo,
         providers,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from bot.errors import InvalidRequest, ProviderError
 
@@ -92,6 +92,24 @@ class JobStatus:
 ImageMode = Literal["url", "bytes"]
 
 
+def _same_id(provider_job_id: str) -> str:
+    return provider_job_id
+
+
+@dataclass(frozen=True)
+class CallbackSupport:
+    """How a provider's callbacks are read (bot/callbacks.py asks a provider for this; none: it never calls back).
+
+    ``parse`` turns a JSON body into ``(task id, status)`` or None when it is not a task callback;
+    ``verify``, when set, checks the request's signature (False: refused with 401, nothing woken);
+    ``task_id`` is the task id a callback names for a stored provider job id (fal's job id is a path
+    that ends in the request id its webhooks carry)."""
+
+    parse: Callable[[Mapping[str, Any]], tuple[str, JobStatus] | None]
+    verify: Callable[[Mapping[str, str], bytes], Awaitable[bool]] | None = None
+    task_id: Callable[[str], str] = _same_id
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a provider can do. Validation against it happens before any request is sent."""
@@ -109,6 +127,8 @@ class Capabilities:
     pushes_updates: bool = False
     """The provider calls back (``PushesUpdates.subscribe``) when a job may have finished: polls are a safety net."""
     max_prompt_chars: int = MAX_PROMPT_CHARS
+    callbacks: CallbackSupport | None = None
+    """Set when the provider can call back to ``VideoRequest.callback_url``."""
     typical_seconds: Mapping[str, float] = field(default_factory=lambda: {"sora-2": 180.0, "sora-2-pro": 400.0})
     """Typical wall-clock time of a job per model, seeds the adaptive poller."""
     any_model_seconds: float | None = None

@@ -56,7 +56,28 @@ def build_provider(
             session,
             api_key=settings.fal_key.get(),
             base_url=settings.fal_base_url,
+            jwks_url=settings.fal_jwks_url,
             hosts=catalogue.hosts_for("fal"),
+            specs=catalogue.models,
+        )
+    if name == "replicate":
+        from bot.providers.replicate import ReplicateProvider
+
+        return ReplicateProvider(
+            session,
+            api_token=settings.replicate_api_token.get(),
+            base_url=settings.replicate_base_url,
+            hosts=catalogue.hosts_for("replicate"),
+            specs=catalogue.models,
+        )
+    if name == "runway":
+        from bot.providers.runway import RunwayProvider
+
+        return RunwayProvider(
+            session,
+            api_secret=settings.runwayml_api_secret.get(),
+            base_url=settings.runway_base_url,
+            hosts=catalogue.hosts_for("runway"),
             specs=catalogue.models,
         )
     if name == "segmind":

@@ -27,7 +27,6 @@ from bot.errors import (
     JobNotResumable,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
     ResultTooLarge,
     redact,
 )
@@ -35,7 +34,6 @@ from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,
-    backoff_delay,
     error_message_from_body,
     stream_to_file,
 )
@@ -212,9 +210,7 @@ class SegmindSyncProvider:
                 ) from exc
             if error.status not in CREATE_RETRY_STATUSES or attempt == http.max_retries:
                 raise error
-            delay = backoff_delay(attempt, base=http.base_delay, cap=http.max_delay)
-            if isinstance(error, RateLimited) and error.retry_after is not None:
-                delay = min(error.retry_after, http.max_server_delay)
+            delay = http.retry_delay(attempt, error.retry_after)
             log.info("segmind-sync call refused (%s); retry %d in %.1fs", error.detail, attempt + 1, delay)
             await http.sleep(delay)
 

@@ -551,3 +551,20 @@ async def test_restart_while_delivering_with_the_file_gone_downloads_again(
     assert len(relay.requests_to("/files/")) == 2
     assert after.notifier.states(job.id) == [State.DOWNLOADING, State.DELIVERING, State.SUCCEEDED]
     assert len(after.notifier.deliveries) == 1
+
+
+async def test_openai_poll_after_ms_spaces_the_status_checks(
+    rigs: RigFactory, http_session: aiohttp.ClientSession
+) -> None:
+    # The poller alone would look every 0.25 s (about 5 looks at this 1 s job); the server's
+    # 800 ms pacing hint, learned from the first answer, leaves room for at most 2 more.
+    async with FakeOpenAIVideos(run_seconds=1.0, poll_after_ms=800) as fake:
+        provider = OpenAIVideosProvider(
+            http_session, api_key=fake.api_key, base_url=f"{fake.base_url}/v1", retry_base_delay=0.01
+        )
+        rig = await rigs(provider)
+        queued = await rig.submit()
+        await rig.idle()
+        assert (await rig.job(queued.id)).state is State.SUCCEEDED
+        polls = [r for r in fake.requests_to("/v1/videos/", "GET") if not r.path.endswith("/content")]
+        assert 2 <= len(polls) <= 3, len(polls)
