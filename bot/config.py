@@ -6,6 +6,7 @@ A wrong value stops start-up with one line naming the variable and what is allow
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,7 @@ from urllib.parse import unquote, urlparse, urlsplit
 from dotenv import dotenv_values
 
 from bot.errors import ConfigError
+from bot.jobs.polling import DEFAULT_POLL_COST
 
 PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
 DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai", "comfyui")
@@ -105,6 +107,8 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
     typical_job_seconds: float | None = None
+    poll_cost_seconds: float = DEFAULT_POLL_COST
+    """What one status request is worth in seconds of detection delay (bot/jobs/poll_planner.py)."""
     lease_seconds: float = 60.0
     """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
     shard_ids: tuple[int, ...] | None = None
@@ -177,6 +181,16 @@ def _parse(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{name} must be a whole number (>= {minimum}), got {raw!r}") from None
         if value < minimum:
             raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
+        return value
+
+    def positive(name: str, default: float) -> float:
+        raw = get(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds (> 0), got {raw!r}") from None
+        if not (0 < value < math.inf):
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
         return value
 
     def boolean(name: str, default: str = "0") -> bool:
@@ -266,6 +280,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
         max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
         typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
+        poll_cost_seconds=positive("POLL_COST_SECONDS", DEFAULT_POLL_COST),
         lease_seconds=float(integer("LEASE_SECONDS", 60, minimum=2)),
         shard_ids=shard_ids,
         shard_count=shard_count,

@@ -225,3 +225,12 @@ class LeaseLost(BotError):
     writes nothing more, so the job is never settled or moved twice."""
 
     user_message = "This job is being handled by another instance of the bot."
+
+
+class DatabaseUnavailable(BotError):
+    """The database did not answer: refused or lost connection, a server shutting down or restarting,
+    no free connection, SQLite's file locked past its busy timeout, a disk I/O error. About the database,
+    never about the job: a job's step waits for it and carries on (bot/jobs/retry.py); a command is
+    refused before anything is charged. Raised by both storage backends (bot/storage/outage.py)."""
+
+    user_message = "The bot's database is not answering right now. Nothing was charged; please try again in a moment."

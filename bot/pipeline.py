@@ -71,8 +71,10 @@ async def open_pipeline(
         job_timeout=settings.job_timeout_seconds,
         max_result_bytes=settings.max_result_bytes,
         typical_job_seconds=settings.typical_job_seconds,
+        poll_cost=settings.poll_cost_seconds,
         events=metrics,
         callback_url=callbacks.url_for,
+        calls_back=callbacks.enabled_for,
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)

@@ -88,6 +88,9 @@ def test_explicit_provider_wins_over_a_present_key() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
         ({"DATABASE_URL": "mysql://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
         ({"DISCORD_GATEWAY_URL": "https://gateway.example"}, "DISCORD_GATEWAY_URL", "ws or wss URL"),
+        ({"POLL_COST_SECONDS": "cheap"}, "POLL_COST_SECONDS", "number of seconds"),
+        ({"POLL_COST_SECONDS": "0"}, "POLL_COST_SECONDS", "> 0"),
+        ({"POLL_COST_SECONDS": "nan"}, "POLL_COST_SECONDS", "> 0"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
@@ -159,9 +162,14 @@ def test_settings_defaults_match_load_settings_defaults() -> None:
     assert Settings() == load_settings({})
 
 
+def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
+    assert load_settings({}).poll_cost_seconds == 0.115
+    assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3
+
+
 def _names_read_by_config() -> set[str]:
     source = (Path(__file__).resolve().parents[1] / "bot" / "config.py").read_text()
-    names = set(re.findall(r'(?:get|url|integer|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    names = set(re.findall(r'(?:get|url|integer|positive|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
     names |= set(re.findall(r'"([A-Z][A-Z0-9_]+_(?:KEY|API_KEY))"', source))
     return names
 

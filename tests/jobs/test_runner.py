@@ -10,7 +10,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,12 @@ from bot.providers.base import VideoProvider, VideoRequest
 from bot.providers.demo import DemoProvider
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import PATH, RelayProvider
+from bot.providers.segmind import SegmindProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
+from tests.fakes.segmind import FakeSegmind
 from tests.fakes.videos import tiny_mp4
 
 KEY = "sk-relay-SECRET-runner-0123456789"
@@ -226,6 +228,31 @@ async def test_happy_path(rigs: RigFactory, relay: FakeRelay, http_session: aioh
     [(delivered_id, path)] = rig.notifier.deliveries
     assert delivered_id == job.id and path.read_bytes() == tiny_mp4()
     assert not list((rig.runner.work_dir).glob("*.mp4"))
+
+
+async def test_without_a_typical_time_jobs_are_planned_from_what_earlier_ones_took(
+    rigs: RigFactory, http_session: aiohttp.ClientSession
+) -> None:
+    # Segmind reports no progress: only the completion-time distribution decides when to look.
+    async with FakeSegmind(api_key=KEY, queue_seconds=0.05, run_seconds=0.45) as fake:
+        provider = SegmindProvider(http_session, api_key=KEY, base_url=fake.base_url, retry_base_delay=0.01)
+        # A typical time of 10 s: a first look at 0.3 s, the next one not before 5 s.
+        provider.capabilities = replace(provider.capabilities, typical_seconds={"sora-2": 12.5})
+        rig = await rigs(provider, typical_job_seconds=None, start=False)
+        # Earlier jobs of this provider and model took about half a second (stored: a restart keeps them).
+        for took in (0.45, 0.5, 0.55, 0.5, 0.6):
+            past = await rig.repo.create_job(
+                provider=provider.name, user_id="u0", prompt="p", seconds=4, size="1280x720", model="sora-2"
+            )
+            past = past.moved(State.SUBMITTING, 1000.0).moved(State.RUNNING, 1000.0, provider_job_id="old")
+            past = past.moved(State.DOWNLOADING, 1000.0).moved(State.DELIVERING, 1000.0)
+            await rig.repo.save_job(past.moved(State.SUCCEEDED, 1000.0 + took))
+        await rig.runner.start()
+        queued = await rig.submit()
+        await rig.idle(timeout=4)  # planned from the 10 s prior, it would still be waiting
+        job = await rig.job(queued.id)
+        assert job.state is State.SUCCEEDED, job.error_message
+        assert len(fake.requests_to("/v2/requests/", "GET")) >= 2  # the first look came before the end
 
 
 async def test_demo_provider_end_to_end(rigs: RigFactory, tmp_path: Path) -> None:
