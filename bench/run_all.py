@@ -70,6 +70,12 @@ BENCHES = (
         "video posted < 5 s after it could first be",
     ),
     Bench("images", "bench.bench_image_memory", "Peak memory preparing a 6300x6300 reference image", "< 200 MiB"),
+    Bench(
+        "comfyui",
+        "bench.bench_comfyui",
+        "ComfyUI: status requests per job and completion-to-post delay",
+        "≤ 3 status requests per job, ≤ 1 s mean delay (with its websocket)",
+    ),
 )
 
 

@@ -31,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
         fmt=settings.log_format,
         secrets=settings.secrets(),
     )
+    if args.command in (None, "generate"):
+        from bot.providers.registry import check_setup
+
+        try:
+            check_setup(settings)
+        except ConfigError as exc:
+            print(f"configuration error: {exc.detail}", file=sys.stderr)
+            return 2
     if args.command == "generate":
         return asyncio.run(cli.generate(args, settings))
     if args.command == "models":

@@ -18,8 +18,8 @@ from dotenv import dotenv_values
 from bot.errors import ConfigError
 from bot.jobs.polling import DEFAULT_POLL_COST
 
-PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai")
-DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai")
+PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
+DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai", "comfyui")
 _KEY_FOR_PROVIDER = {
     "fal": "FAL_KEY",
     "replicate": "REPLICATE_API_TOKEN",
@@ -28,6 +28,7 @@ _KEY_FOR_PROVIDER = {
     "sora2api": "SORA2API_API_KEY",
     "relay": "RELAY_API_KEY",
     "openai": "OPENAI_API_KEY",
+    "comfyui": "COMFYUI_URL",  # a self-hosted server: its address stands for the key
 }
 
 
@@ -85,6 +86,11 @@ class Settings:
     relay_base_url: str = ""
     openai_api_key: Secret = Secret("")
     openai_base_url: str = "https://api.openai.com/v1"
+    comfyui_url: str = ""
+    comfyui_workflow: Path | None = None
+    """The operator's API-format workflow with ``{{placeholder}}`` values (bot/providers/comfyui.py)."""
+    comfyui_token: Secret = Secret("")
+    """Sent as a bearer token, for a proxy in front of ComfyUI (which has no auth of its own)."""
 
     database_url: str = field(default="sqlite:///data/bot.db", repr=False)  # may hold a password
     data_dir: Path = Path("data")
@@ -198,6 +204,12 @@ def _parse(env: Mapping[str, str]) -> Settings:
         raise ConfigError(f"{name} must be 1/0 (or true/false), got {raw!r}")
 
     relay_base = url("RELAY_BASE_URL")
+    comfyui_url = url("COMFYUI_URL")
+    if bool(comfyui_url) != bool(get("COMFYUI_WORKFLOW")):
+        raise ConfigError(
+            "COMFYUI_URL and COMFYUI_WORKFLOW go together: the server's address (e.g. http://127.0.0.1:8188) "
+            "and the path of its API-format workflow JSON"
+        )
     providers = _providers(get("PROVIDER").lower(), get("PROVIDER_ORDER").lower(), get, relay_base=relay_base)
     provider = providers[0]
     openai_base = url("OPENAI_BASE_URL", "https://api.openai.com/v1")
@@ -254,6 +266,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         relay_base_url=relay_base,
         openai_api_key=Secret(get("OPENAI_API_KEY")),
         openai_base_url=openai_base,
+        comfyui_url=comfyui_url,
+        comfyui_workflow=Path(get("COMFYUI_WORKFLOW")) if comfyui_url else None,
+        comfyui_token=Secret(get("COMFYUI_TOKEN")),
         database_url=database_url,
         data_dir=Path(get("DATA_DIR", "data")),
         discord_token=Secret(get("DISCORD_TOKEN")),
@@ -295,7 +310,7 @@ def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_
         _require_key(forced, get, relay_base=relay_base)
         return (forced,)
     order = [p.strip() for p in order_raw.split(",") if p.strip()] if order_raw else list(DEFAULT_PROVIDER_ORDER)
-    unknown = [p for p in order if p not in (*PROVIDERS, "comfyui")]
+    unknown = [p for p in order if p not in PROVIDERS]
     if unknown:
         raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
     # The providers not named come last, in their usual order: a key that is set is never ignored.

@@ -84,6 +84,15 @@ class ProviderRequestRejected(ProviderError):
     user_message = "The video provider rejected the request's settings. Your credits were refunded."
 
 
+class WorkflowRejected(ProviderRequestRejected):
+    """A self-hosted server (ComfyUI) refused the operator's workflow: a setup problem, never the user's."""
+
+    user_message = (
+        "The bot's video server could not run its workflow (a server-side setup problem). "
+        "Your credits were refunded; please tell the server's admins."
+    )
+
+
 class AuthenticationFailed(ProviderError):
     """The provider rejected our API key. An operator problem, never the user's."""
 

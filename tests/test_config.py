@@ -187,3 +187,18 @@ def test_env_example_and_readme_list_every_setting() -> None:
     assert read - example == set(), "missing from .env.example"
     assert example - read == set(), ".env.example lists settings the code does not read"
     assert read - readme == set(), "missing from the README settings table"
+
+
+def test_comfyui_is_usable_with_its_address_and_workflow_and_refuses_half_a_setup() -> None:
+    settings = load_settings({"COMFYUI_URL": "http://127.0.0.1:8188/", "COMFYUI_WORKFLOW": "wf.json"})
+    assert settings.providers == ("comfyui",)
+    assert settings.comfyui_url == "http://127.0.0.1:8188" and settings.comfyui_workflow == Path("wf.json")
+    both = load_settings({"FAL_KEY": "k", "COMFYUI_URL": "http://gpu:8188", "COMFYUI_WORKFLOW": "wf.json"})
+    assert both.providers == ("fal", "comfyui")
+    token = {"COMFYUI_URL": "http://gpu:8188", "COMFYUI_WORKFLOW": "w.json", "COMFYUI_TOKEN": "tok-SECRET-1234"}
+    assert "tok-SECRET-1234" in load_settings(token).secrets()
+    for env in ({"COMFYUI_URL": "http://gpu:8188"}, {"COMFYUI_WORKFLOW": "wf.json"}):
+        with pytest.raises(ConfigError, match="COMFYUI_URL and COMFYUI_WORKFLOW go together"):
+            load_settings(env)
+    with pytest.raises(ConfigError, match="COMFYUI_URL is required when PROVIDER=comfyui"):
+        load_settings({"PROVIDER": "comfyui"})

@@ -46,7 +46,7 @@ from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
 from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
 from bot.media.video import check_result_async
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import JobState, JobStatus, PushesUpdates, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,8 @@ class JobRunner:
         self._cancelling: set[int] = set()
         self._leased: set[int] = set()
         """Jobs whose lease this runner holds and renews; their writes are fenced by it."""
+        self._watched: dict[tuple[str, str], int] = {}
+        """(provider, provider job id) -> job id of the jobs being polled, for providers that push updates."""
         self._dead_owners: list[str] = []
         """Lease holders known dead (processes of this host that are gone): their leases count as free."""
         self._orphaned = asyncio.Event()
@@ -169,6 +171,9 @@ class JobRunner:
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        for name, provider in self.providers.items():
+            if provider.capabilities.pushes_updates and isinstance(provider, PushesUpdates):
+                provider.subscribe(functools.partial(self._pushed, name))
         # A database that is down as we start is waited for like any outage (a retry claims again what
         # an interrupted pass claimed: our own leases count as free).
         await until_database_answers(self._recover, what="resuming unfinished jobs")
@@ -189,6 +194,12 @@ class JobRunner:
         except Exception:
             # They expire by themselves; another process then takes the jobs over.
             log.warning("could not release job leases of %s", self.owner, exc_info=True)
+
+    def _pushed(self, provider: str, provider_job_id: str) -> None:
+        """A provider says one of its jobs may have finished: poll it now."""
+        job_id = self._watched.get((provider, provider_job_id))
+        if job_id is not None:
+            self.wake(job_id)
 
     def wake(self, job_id: int | None = None) -> None:
         """Something changed: a new job was queued, or a provider callback arrived for ``job_id``."""
@@ -486,6 +497,15 @@ class JobRunner:
                 job = await self._move(job, State.SUBMITTING, provider=after.provider, failover_from=job.provider)
 
     async def _poll(self, job: Job) -> JobStatus:
+        assert job.provider_job_id is not None  # noqa: S101
+        key = (job.provider, job.provider_job_id)
+        self._watched[key] = job.id
+        try:
+            return await self._poll_until_done(job)
+        finally:
+            self._watched.pop(key, None)
+
+    async def _poll_until_done(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
         provider = self._provider(job)
         started = job.submitted_at or time.time()

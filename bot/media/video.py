@@ -1,4 +1,5 @@
-"""Videos: probe, shrink to an upload limit, grab the last frame, and render the demo provider's clips.
+"""Videos: probe, shrink to an upload limit, convert any clip to MP4, grab the last frame, and render
+the demo provider's clips.
 
 All heavy work is synchronous and streams frame by frame (memory stays bounded whatever the length);
 event-loop callers use the ``*_async`` wrappers, which run it in a child process with a time and a
@@ -293,7 +294,8 @@ def _encode_to(src: Path, dest: Path, plan: _Plan, max_bytes: int) -> int:
                             t = frame.time if frame.time is not None else (last_index + 1) / rate
                             t0 = t if t0 is None else t0
                             # Frame index on the output clock: dropping frames that collide caps the fps.
-                            index = math.floor((t - t0) * rate + 1e-3)  # epsilon: float times like 2.9999
+                            # A tenth of a frame of slack: containers round times (WebM to the millisecond).
+                            index = math.floor((t - t0) * rate + 0.1)
                             if index <= last_index:
                                 continue
                             last_index = index
@@ -329,6 +331,89 @@ def _atomic_output(dest: Path) -> Iterator[Path]:
 def _copy_atomic(src: Path, dest: Path) -> None:
     with _atomic_output(dest) as tmp:
         shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+
+# --- any clip to MP4 -----------------------------------------------------------------------------
+
+ANIMATION_FORMATS = frozenset({"GIF", "WEBP", "PNG"})
+"""Pillow formats that may hold an animation (animated GIF, animated WebP, APNG)."""
+_CONVERT_BITS_PER_PIXEL = 0.12
+_CONVERT_MAX_BPS = 8_000_000
+
+
+def to_mp4(src: Path, dest: Path) -> VideoInfo:
+    """Whatever a workflow saved (MP4, WebM, MOV, animated WebP, GIF or APNG) as a playable MP4:
+    H.264 yuv420p (+ AAC), faststart. An MP4 that already is one is copied as it is.
+
+    Synchronous and streaming; event-loop callers use ``to_mp4_async``. MediaError when ``src`` is no
+    video or animation (a single still image included)."""
+    if _is_animation(src):
+        _encode_animation(src, dest)
+        return probe(dest)
+    info = probe(src)
+    if _playable_mp4(src, info):
+        _copy_atomic(src, dest)
+        return probe(dest)
+    if info.duration <= 0:
+        raise MediaError(_NOT_A_VIDEO, f"{src.name}: unknown duration")
+    width, height = _even(info.width), _even(info.height)
+    video_bps = int(min(_CONVERT_MAX_BPS, max(MIN_VIDEO_BPS, width * height * MAX_FPS * _CONVERT_BITS_PER_PIXEL)))
+    plan = _Plan(width=width, height=height, video_bps=video_bps, audio_bps=128_000 if info.audio_codec else 0)
+    _encode_to(src, dest, plan, max_bytes=1 << 62)
+    return probe(dest)
+
+
+async def to_mp4_async(src: Path, dest: Path) -> VideoInfo:
+    return await asyncio.to_thread(to_mp4, src, dest)
+
+
+def _is_animation(path: Path) -> bool:
+    """Whether Pillow reads ``path`` as an image with more than one frame (FFmpeg's WebP decoder reads no
+    animation, so these go through Pillow)."""
+    try:
+        with Image.open(path) as image:
+            return image.format in ANIMATION_FORMATS and getattr(image, "n_frames", 1) > 1
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return False
+
+
+def _playable_mp4(path: Path, info: VideoInfo) -> bool:
+    if info.video_codec != "h264" or info.audio_codec not in (None, "aac"):
+        return False
+    with _open_input(path) as container:
+        pix_fmt = container.streams.video[0].codec_context.pix_fmt
+        return "mp4" in container.format.name.split(",") and pix_fmt in ("yuv420p", "yuvj420p")
+
+
+def _encode_animation(src: Path, dest: Path) -> None:
+    """Frames of an animated image onto a constant-rate H.264 clock: each source frame is shown for
+    its own duration (frames repeated or dropped), at the first frame's rate capped to 30 fps."""
+    with Image.open(src) as image, _atomic_output(dest) as tmp:
+        width, height = _even(image.width), _even(image.height)
+        image.load()  # WebP states a frame's duration only once the frame is loaded
+        fps = max(1, min(MAX_FPS, round(1000 / max(1, image.info.get("duration") or 100))))
+        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.options = {"preset": "veryfast", "crf": "20"}
+            start_ms, written, count = 0.0, 0, int(getattr(image, "n_frames", 1))
+            for index in range(count):
+                image.seek(index)
+                image.load()
+                end_ms = start_ms + (image.info.get("duration") or 1000 / fps)
+                until = max(math.ceil(end_ms * fps / 1000), written + 1 if index == count - 1 else 0)
+                if until > written:
+                    rgb = image.convert("RGB")
+                    if rgb.size != (width, height):
+                        rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+                    frame = av.VideoFrame.from_image(rgb)
+                    for pts in range(written, until):
+                        frame.pts = pts
+                        out.mux(stream.encode(frame))
+                    written = until
+                start_ms = end_ms
+            out.mux(stream.encode(None))
         os.replace(tmp, dest)
 
 

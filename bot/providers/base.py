@@ -124,6 +124,8 @@ class Capabilities:
     resumable: bool = True
     """False when a job cannot be asked about again after a restart (segmind-sync, demo)."""
     reports_progress: bool = False
+    pushes_updates: bool = False
+    """The provider calls back (``PushesUpdates.subscribe``) when a job may have finished: polls are a safety net."""
     max_prompt_chars: int = MAX_PROMPT_CHARS
     callbacks: CallbackSupport | None = None
     """Set when the provider can call back to ``VideoRequest.callback_url``."""
@@ -190,6 +192,15 @@ def one_of(items: Iterable[str]) -> str:
     if len(listed) == 1:
         return listed[0]
     return ", ".join(listed[:-1]) + " or " + listed[-1]
+
+
+@runtime_checkable
+class PushesUpdates(Protocol):
+    """A provider that hears about its jobs by itself (ComfyUI's websocket)."""
+
+    def subscribe(self, wake: Callable[[str], None]) -> None:
+        """Call ``wake(provider_job_id)`` whenever that job may have finished."""
+        ...
 
 
 @runtime_checkable

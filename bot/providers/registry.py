@@ -6,7 +6,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.catalogue import Catalogue
+from bot.catalogue import Catalogue, load_catalogue
 from bot.config import Settings
 from bot.providers.base import VideoProvider
 from bot.providers.http import HttpClient, RequestHook
@@ -30,6 +30,16 @@ def build_providers(
             http.on_request = on_request
         providers[name] = provider
     return providers
+
+
+def check_setup(settings: Settings) -> None:
+    """Refuse at start-up, with one ConfigError line, what would only fail once connected: a malformed
+    catalogue, or a provider whose own files do not fit it (ComfyUI's workflows, its models)."""
+    catalogue = load_catalogue(settings.models_file, settings.enabled_models)
+    if "comfyui" in settings.providers and settings.comfyui_workflow is not None:
+        from bot.providers.comfyui import load_workflows
+
+        load_workflows(settings.comfyui_workflow, catalogue.hosts_for("comfyui"))
 
 
 def build_provider(
@@ -79,6 +89,19 @@ def build_provider(
             base_url=settings.segmind_base_url,
             hosts=catalogue.hosts_for("segmind"),
             specs=catalogue.models,
+        )
+    if name == "comfyui":
+        from bot.providers.comfyui import ComfyUIProvider, load_client_id
+
+        assert settings.comfyui_workflow is not None  # noqa: S101 - config.py requires it with COMFYUI_URL
+        return ComfyUIProvider(
+            session,
+            base_url=settings.comfyui_url,
+            workflow=settings.comfyui_workflow,
+            hosts=catalogue.hosts_for("comfyui"),
+            specs=catalogue.models,
+            client_id=load_client_id(settings.data_dir / "comfyui-client-id"),
+            token=settings.comfyui_token.get(),
         )
     if name == "segmind-sync":
         from bot.providers.segmind_sync import SegmindSyncProvider

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.e2e.harness import BotProcess
 from tests.fakes.base import FakeServer
+from tests.fakes.comfyui import FakeComfyUI
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Interaction, Message
 from tests.fakes.fal import FakeFal
@@ -21,7 +22,8 @@ from tests.fakes.runway import FakeRunway
 from tests.fakes.segmind import FakeSegmind
 from tests.fakes.sora2api import FakeSora2Api
 
-PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api")
+PROVIDERS = ("demo", "relay", "openai", "segmind", "segmind-sync", "sora2api")  # comfyui: tests/e2e/test_comfyui.py
+COMFYUI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "comfyui"
 # Only the parts of each provider's submit path that are unique to it.
 SUBMIT_PATHS = {
     "relay": ("/v2/videos/generations", "POST"),
@@ -31,6 +33,7 @@ SUBMIT_PATHS = {
     "sora2api": ("/generate", "POST"),
     "replicate": ("/predictions", "POST"),  # /v1/models/{owner}/{name}/predictions
     "runway": ("_to_video", "POST"),  # /v1/text_to_video or /v1/image_to_video
+    "comfyui": ("/prompt", "POST"),
 }
 
 
@@ -49,6 +52,8 @@ def make_provider_fake(provider: str, **knobs: Any) -> FakeServer | None:
         return FakeRunway(**{"queue_seconds": 0.2, "run_seconds": 1.5, **knobs})
     if provider == "fal":
         return FakeFal(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
+    if provider == "comfyui":
+        return FakeComfyUI(**{"run_seconds": 2.0, "steps": 10, **knobs})
     return None
 
 
@@ -69,6 +74,13 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
         env.update(RUNWAY_BASE_URL=fake.base_url, RUNWAYML_API_SECRET=fake.api_key)
     elif isinstance(fake, FakeFal):
         env.update(FAL_BASE_URL=fake.base_url, FAL_KEY=fake.api_key, FAL_JWKS_URL=fake.jwks_url)
+    elif isinstance(fake, FakeComfyUI):
+        # The shipped example, as an operator would set it up: its workflows and its catalogue entry.
+        env.update(
+            COMFYUI_URL=fake.base_url,
+            COMFYUI_WORKFLOW=str(COMFYUI_EXAMPLE / "ltxv-text-to-video.json"),
+            MODELS_FILE=str(COMFYUI_EXAMPLE / "models.toml"),
+        )
     return env
 
 

@@ -24,6 +24,7 @@ from bot.media.video import (
     render_text_video,
     shrink_to_fit,
     shrink_to_fit_async,
+    to_mp4,
 )
 from tests.fakes.videos import tiny_mp4
 
@@ -304,3 +305,24 @@ def test_render_stops_when_asked_and_leaves_nothing(tmp_path: Path) -> None:
         )
     assert len(calls) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+def test_to_mp4_copies_a_playable_mp4_and_refuses_a_still_image(tmp_path: Path) -> None:
+    src = tmp_path / "ok.mp4"
+    src.write_bytes(tiny_mp4())
+    info = to_mp4(src, tmp_path / "out.mp4")
+    assert (tmp_path / "out.mp4").read_bytes() == src.read_bytes() and info.video_codec == "h264"
+    still = tmp_path / "still.png"
+    Image.new("RGB", (64, 48)).save(still)
+    with pytest.raises(MediaError):
+        to_mp4(still, tmp_path / "no.mp4")
+    assert not (tmp_path / "no.mp4").exists()
+
+
+def test_to_mp4_shows_each_animation_frame_for_its_own_duration(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (65, 49), (i * 60, 0, 0)) for i in range(4)]
+    src = tmp_path / "anim.gif"
+    frames[0].save(src, "GIF", save_all=True, append_images=frames[1:], duration=[100, 300, 100, 500], loop=0)
+    info = to_mp4(src, tmp_path / "anim.mp4")
+    assert (info.width, info.height) == (64, 48)  # even sides for yuv420p
+    assert len(decoded_frames(tmp_path / "anim.mp4")) == 10  # 1 s at 10 fps: 1 + 3 + 1 + 5 frames
