@@ -136,6 +136,7 @@ def _child() -> int:
         "probe": video.probe_payload,
         "shrink": video.shrink_payload,
         "last_frame": video.last_frame_payload,
+        "to_mp4": video.to_mp4_payload,
     }
     try:
         result = operations[request["op"]](**request["args"])

@@ -365,7 +365,12 @@ def to_mp4(src: Path, dest: Path) -> VideoInfo:
 
 
 async def to_mp4_async(src: Path, dest: Path) -> VideoInfo:
-    return await asyncio.to_thread(to_mp4, src, dest)
+    """``to_mp4`` in a child process (see bot.media.sandbox): what a workflow saved is decoded there."""
+    return VideoInfo(**await run_in_child("to_mp4", {"src": str(src), "dest": str(dest)}, SHRINK_LIMITS))
+
+
+def to_mp4_payload(src: str, dest: str) -> dict[str, object]:
+    return to_mp4(Path(src), Path(dest)).__dict__
 
 
 def _is_animation(path: Path) -> bool:
@@ -381,9 +386,12 @@ def _is_animation(path: Path) -> bool:
 def _playable_mp4(path: Path, info: VideoInfo) -> bool:
     if info.video_codec != "h264" or info.audio_codec not in (None, "aac"):
         return False
+    with path.open("rb") as head:
+        start = head.read(12)
+    if start[4:8] != b"ftyp" or start[8:12] == b"qt  ":  # an ISO MP4, not a QuickTime movie
+        return False
     with _open_input(path) as container:
-        pix_fmt = container.streams.video[0].codec_context.pix_fmt
-        return "mp4" in container.format.name.split(",") and pix_fmt in ("yuv420p", "yuvj420p")
+        return container.streams.video[0].codec_context.pix_fmt in ("yuv420p", "yuvj420p")
 
 
 def _encode_animation(src: Path, dest: Path) -> None:

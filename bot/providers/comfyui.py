@@ -262,7 +262,12 @@ class ComfyUIProvider:
     ) -> None:
         self._session = session
         self._http = HttpClient(
-            session, provider=self.name, secrets=(token,), base_delay=retry_base_delay, max_retries=max_retries
+            session,
+            provider=self.name,
+            secrets=(token,),
+            base_delay=retry_base_delay,
+            max_retries=max_retries,
+            base_url=base_url,  # the operator's own server: its /view may be on a private address
         )
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
