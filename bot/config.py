@@ -91,6 +91,14 @@ class Settings:
     pro_credit_multiplier: int = 3
     allow_private_results: bool = True
     """``/sora private:true`` (the video goes to the requester's DMs) is offered."""
+    allowed_guild_ids: frozenset[int] = frozenset()
+    """The only servers the bot stays in (empty = any); it leaves the others."""
+    server_daily_credits: int | None = None
+    """Credits a server's members together may spend per UTC day (None = no cap)."""
+    global_daily_credits: int | None = None
+    """Credits every server together may spend per UTC day (None = no cap)."""
+    max_allowance: int | None = None
+    """The highest daily allowance /sora-admin allowance may set (None = no limit)."""
     # Defaults for every server until its admins change them with /sora-admin.
     cooldown_seconds: int = 30
     max_pending_jobs_per_user: int = 2
@@ -197,6 +205,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if http_port is not None and http_port > 65535:
         raise ConfigError(f"HTTP_PORT must be a port number between 1 and 65535, got {http_port}")
 
+    def optional(name: str) -> int | None:
+        return integer(name, 0) if get(name) else None
+
     shard_count = integer("SHARD_COUNT", 1, minimum=1) if get("SHARD_COUNT") else None
     shard_ids = _shard_ids(get("SHARD_IDS"), shard_count)
 
@@ -231,6 +242,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         credits_per_second=integer("CREDITS_PER_SECOND", 1),
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
         allow_private_results=boolean("ALLOW_PRIVATE_RESULTS", "1"),
+        allowed_guild_ids=_guild_ids(get("ALLOWED_GUILD_IDS")),
+        server_daily_credits=optional("SERVER_DAILY_CREDITS"),
+        global_daily_credits=optional("GLOBAL_DAILY_CREDITS"),
+        max_allowance=optional("MAX_ALLOWANCE"),
         cooldown_seconds=integer("COOLDOWN_SECONDS", 30),
         max_pending_jobs_per_user=integer("MAX_PENDING_JOBS_PER_USER", 2, minimum=1),
         log_level=log_level,
@@ -239,6 +254,17 @@ def _parse(env: Mapping[str, str]) -> Settings:
         http_host=get("HTTP_HOST", "127.0.0.1"),
         public_base_url=url("PUBLIC_BASE_URL"),
     )
+
+
+def _guild_ids(raw: str) -> frozenset[int]:
+    """``ALLOWED_GUILD_IDS=123,456``: server ids (snowflakes)."""
+    try:
+        ids = frozenset(int(part) for part in raw.replace(" ", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"ALLOWED_GUILD_IDS must be a comma-separated list of server ids, got {raw!r}") from None
+    if any(i <= 0 for i in ids):
+        raise ConfigError(f"ALLOWED_GUILD_IDS must hold positive server ids, got {raw!r}")
+    return ids
 
 
 def _shard_ids(raw: str, shard_count: int | None) -> tuple[int, ...] | None:

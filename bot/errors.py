@@ -57,6 +57,13 @@ class InsufficientCredits(BotError):
     user_message = "You do not have enough credits for that."
 
 
+class BudgetExhausted(InsufficientCredits):
+    """The operator's daily cap for one server (SERVER_DAILY_CREDITS) or for the whole bot
+    (GLOBAL_DAILY_CREDITS) would be passed; nothing is charged."""
+
+    user_message = "The video budget for today is used up. It resets at 00:00 UTC."
+
+
 # --- provider errors -------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.credits.ledger import Balance, CreditPolicy
+from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
 from bot.media.images import prepare_reference
@@ -46,6 +46,7 @@ class JobService:
         *,
         data_dir: Path,
         charge: bool = True,
+        caps: SpendingCaps | None = None,
     ) -> None:
         self.repo = repo
         self.provider = provider
@@ -53,6 +54,8 @@ class JobService:
         self.policy = policy
         self.images_dir = data_dir / "images"
         self.charge = charge
+        self.caps = caps or SpendingCaps()
+        """The operator's daily caps, checked in the reserving transaction."""
 
     def validate(self, request: VideoRequest) -> None:
         """Raise InvalidRequest for anything the active provider cannot do. No I/O."""
@@ -105,6 +108,7 @@ class JobService:
                 policy=self.policy,
                 allowance=allowance,
                 admission=admission,
+                caps=self.caps,
                 extra={
                     "image_path": str(image_path) if image_path else None,
                     "image_url": request.image.url if request.image else None,
