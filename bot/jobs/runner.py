@@ -195,8 +195,11 @@ class JobRunner:
                 raise
             except Exception:
                 log.exception("scheduler pass failed; retrying")
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+            # event fires (a wake right before stop()), and the loop then never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=30)
+                async with asyncio.timeout(30):
+                    await self._wake.wait()
 
     async def _lease_loop(self) -> None:
         """Renew our leases and take over jobs whose lease ran out, every third of a lease."""
@@ -360,7 +363,8 @@ class JobRunner:
                 # A wake (provider callback) cuts the wait short. Cleared after waiting, not before,
                 # so one arriving during the status request below still counts for the next wait.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+                    async with asyncio.timeout(min(delay, remaining)):  # see _schedule_loop: not wait_for
+                        await event.wait()
                 event.clear()
             else:
                 await asyncio.sleep(min(delay, remaining))
