@@ -193,8 +193,7 @@ class BotCannotPost(BotError):
     def __init__(self, missing: list[str]) -> None:
         super().__init__(
             f"bot lacks {', '.join(missing)}",
-            user_message=f"I can't post videos in this channel: I need {', '.join(missing)} here. "
-            "Nothing was charged.",
+            user_message=f"I can't post videos in this channel: I need {', '.join(missing)} here. Nothing was charged.",
         )
 
 

@@ -92,7 +92,8 @@ class JobStarter:
             reference = dataclasses.replace(reference, url=status.attachments[0].url)
         elif reference is not None and private and pipeline.provider.capabilities.image_mode == "url":
             try:
-                reference = dataclasses.replace(reference, url=await self._private_reference_url(interaction, reference))
+                url = await self._private_reference_url(interaction, reference)
+                reference = dataclasses.replace(reference, url=url)
             except BaseException:
                 await _delete_quietly(status)
                 raise
