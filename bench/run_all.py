@@ -44,8 +44,15 @@ BENCHES = (
     Bench(
         "polling",
         "bench.bench_polling",
-        "Polling: adaptive vs fixed 1 s vs fixed 30 s",
-        "≤ 25 polls per 3-minute job, ≤ 3 s mean delay",
+        "Polling: planned poller vs the optimum vs fixed intervals",
+        "sora-2 prior ≤ 20 polls/job at ≤ 2.2 s mean delay; polls × delay ≤ 1.1× the optimum on every prior; "
+        "≤ 1.2× after 20 jobs from a prior 2× off",
+    ),
+    Bench(
+        "providers",
+        "bench.bench_providers",
+        "Polling per provider and model, with and without webhooks",
+        "with webhooks ≤ 3 status requests per job and ≤ 1 s mean delay",
     ),
     Bench("inflight", "bench.bench_inflight_memory", "Memory per in-flight job (1,000 jobs)", "≤ 200 KiB per job"),
     Bench(
@@ -56,6 +63,12 @@ BENCHES = (
     ),
     Bench("shrink", "bench.bench_shrink", "Shrink a 25 MB 12 s 1280x720 clip under 10 MiB", "≤ 1× clip duration"),
     Bench("credits", "bench.bench_credits", "Credit reserves per second, 50 tasks", "— (comparison)"),
+    Bench(
+        "outage",
+        "bench.bench_db_outage",
+        "Recovery from a PostgreSQL outage mid-job",
+        "video posted < 5 s after it could first be",
+    ),
 )
 
 

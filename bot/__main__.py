@@ -12,11 +12,12 @@ from bot.logging_setup import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Sora 2 videos in Discord.")
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Short AI videos in Discord.")
     commands = parser.add_subparsers(dest="command")
     from bot import cli
 
     cli.add_arguments(commands.add_parser("generate", help="make one video without Discord"))
+    commands.add_parser("models", help="list the model catalogue and what the configured providers can run")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -28,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "generate":
         return asyncio.run(cli.generate(args, settings))
+    if args.command == "models":
+        try:
+            return cli.print_models(settings)
+        except ConfigError as exc:
+            print(f"configuration error: {exc.detail}", file=sys.stderr)
+            return 2
     from bot.discord_app import run_bot
 
     return run_bot(settings)

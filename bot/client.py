@@ -117,7 +117,7 @@ class SoraBot(commands.Bot):
         await self.wait_until_ready()
         assert self.pipeline is not None  # noqa: S101 - set in setup_hook
         await self.pipeline.runner.start()
-        log.info("job runner started with provider %s", self.pipeline.provider.name)
+        log.info("job runner started with providers %s", ", ".join(self.pipeline.providers))
 
     async def _sync_commands(self) -> None:
         guild_id = self.settings.discord_guild_id

@@ -6,8 +6,9 @@ A wrong value stops start-up with one line naming the variable and what is allow
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
@@ -15,9 +16,14 @@ from urllib.parse import unquote, urlparse, urlsplit
 from dotenv import dotenv_values
 
 from bot.errors import ConfigError
+from bot.jobs.polling import DEFAULT_POLL_COST
 
-PROVIDERS = ("demo", "segmind", "segmind-sync", "sora2api", "relay", "openai")
+PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai")
+DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai")
 _KEY_FOR_PROVIDER = {
+    "fal": "FAL_KEY",
+    "replicate": "REPLICATE_API_TOKEN",
+    "runway": "RUNWAYML_API_SECRET",
     "segmind": "SEGMIND_API_KEY",
     "sora2api": "SORA2API_API_KEY",
     "relay": "RELAY_API_KEY",
@@ -54,6 +60,21 @@ class Secret:
 @dataclass(frozen=True)
 class Settings:
     provider: str = "demo"
+    """The preferred provider: PROVIDER when set, else the first of ``providers``."""
+    providers: tuple[str, ...] = ()
+    """Every usable provider (its key is set), most preferred first; PROVIDER forces just one.
+    Left empty, it becomes ``(provider,)``."""
+    enabled_models: tuple[str, ...] = ()
+    models_file: Path | None = None
+    default_model: str = ""
+
+    fal_key: Secret = Secret("")
+    fal_base_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    replicate_api_token: Secret = Secret("")
+    replicate_base_url: str = "https://api.replicate.com"
+    runwayml_api_secret: Secret = Secret("")
+    runway_base_url: str = "https://api.dev.runwayml.com"
 
     segmind_api_key: Secret = Secret("")
     segmind_base_url: str = "https://api.segmind.com"
@@ -80,6 +101,8 @@ class Settings:
     max_result_bytes: int = 512 * 1024 * 1024
     max_image_bytes: int = 10 * 1024 * 1024
     typical_job_seconds: float | None = None
+    poll_cost_seconds: float = DEFAULT_POLL_COST
+    """What one status request is worth in seconds of detection delay (bot/jobs/poll_planner.py)."""
     lease_seconds: float = 60.0
     """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
     shard_ids: tuple[int, ...] | None = None
@@ -111,6 +134,10 @@ class Settings:
     http_host: str = "127.0.0.1"
     public_base_url: str = ""
     """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
+
+    def __post_init__(self) -> None:
+        if not self.providers:  # Settings(provider="relay") in tests and tools: that one alone
+            object.__setattr__(self, "providers", (self.provider,))
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text that may have picked one up."""
@@ -158,6 +185,16 @@ def _parse(env: Mapping[str, str]) -> Settings:
             raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
         return value
 
+    def positive(name: str, default: float) -> float:
+        raw = get(name, str(default))
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds (> 0), got {raw!r}") from None
+        if not (0 < value < math.inf):
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
+        return value
+
     def boolean(name: str, default: str = "0") -> bool:
         raw = get(name, default).lower()
         if raw in ("1", "true", "yes", "on"):
@@ -166,17 +203,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
             return False
         raise ConfigError(f"{name} must be 1/0 (or true/false), got {raw!r}")
 
-    provider = get("PROVIDER").lower()
-    if not provider:
-        provider = next((p for p, key in _KEY_FOR_PROVIDER.items() if get(key)), "demo")
-    if provider not in PROVIDERS:
-        raise ConfigError(f"PROVIDER must be one of {', '.join(PROVIDERS)}, got {provider!r}")
-    key_name = _KEY_FOR_PROVIDER.get("segmind" if provider == "segmind-sync" else provider)
-    if key_name and not get(key_name):
-        raise ConfigError(f"{key_name} is required when PROVIDER={provider}")
     relay_base = url("RELAY_BASE_URL")
-    if provider == "relay" and not relay_base:
-        raise ConfigError("RELAY_BASE_URL is required when PROVIDER=relay (e.g. https://relay.example.com)")
+    providers = _providers(get("PROVIDER").lower(), get("PROVIDER_ORDER").lower(), get, relay_base=relay_base)
+    provider = providers[0]
     openai_base = url("OPENAI_BASE_URL", "https://api.openai.com/v1")
     if not openai_base.endswith("/v1"):
         raise ConfigError(f"OPENAI_BASE_URL must end in /v1 (as in the openai SDK), got {openai_base!r}")
@@ -205,14 +234,23 @@ def _parse(env: Mapping[str, str]) -> Settings:
     if http_port is not None and http_port > 65535:
         raise ConfigError(f"HTTP_PORT must be a port number between 1 and 65535, got {http_port}")
 
-    def optional(name: str) -> int | None:
-        return integer(name, 0) if get(name) else None
-
     shard_count = integer("SHARD_COUNT", 1, minimum=1) if get("SHARD_COUNT") else None
     shard_ids = _shard_ids(get("SHARD_IDS"), shard_count)
 
+    models_file = get("MODELS_FILE")
     return Settings(
         provider=provider,
+        providers=providers,
+        enabled_models=tuple(dict.fromkeys(m.strip() for m in get("ENABLED_MODELS").split(",") if m.strip())),
+        models_file=Path(models_file) if models_file else None,
+        default_model=get("DEFAULT_MODEL"),
+        fal_key=Secret(get("FAL_KEY")),
+        fal_base_url=url("FAL_BASE_URL", "https://queue.fal.run"),
+        fal_jwks_url=url("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json"),
+        replicate_api_token=Secret(get("REPLICATE_API_TOKEN")),
+        replicate_base_url=url("REPLICATE_BASE_URL", "https://api.replicate.com"),
+        runwayml_api_secret=Secret(get("RUNWAYML_API_SECRET")),
+        runway_base_url=url("RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
         segmind_api_key=Secret(get("SEGMIND_API_KEY")),
         segmind_base_url=url("SEGMIND_BASE_URL", "https://api.segmind.com"),
         sora2api_api_key=Secret(get("SORA2API_API_KEY")),
@@ -235,6 +273,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
         max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
         typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
+        poll_cost_seconds=positive("POLL_COST_SECONDS", DEFAULT_POLL_COST),
         lease_seconds=float(integer("LEASE_SECONDS", 60, minimum=2)),
         shard_ids=shard_ids,
         shard_count=shard_count,
@@ -243,9 +282,9 @@ def _parse(env: Mapping[str, str]) -> Settings:
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
         allow_private_results=boolean("ALLOW_PRIVATE_RESULTS", "1"),
         allowed_guild_ids=_guild_ids(get("ALLOWED_GUILD_IDS")),
-        server_daily_credits=optional("SERVER_DAILY_CREDITS"),
-        global_daily_credits=optional("GLOBAL_DAILY_CREDITS"),
-        max_allowance=optional("MAX_ALLOWANCE"),
+        server_daily_credits=integer("SERVER_DAILY_CREDITS", 0) if get("SERVER_DAILY_CREDITS") else None,
+        global_daily_credits=integer("GLOBAL_DAILY_CREDITS", 0) if get("GLOBAL_DAILY_CREDITS") else None,
+        max_allowance=integer("MAX_ALLOWANCE", 0) if get("MAX_ALLOWANCE") else None,
         cooldown_seconds=integer("COOLDOWN_SECONDS", 30),
         max_pending_jobs_per_user=integer("MAX_PENDING_JOBS_PER_USER", 2, minimum=1),
         log_level=log_level,
@@ -265,6 +304,34 @@ def _guild_ids(raw: str) -> frozenset[int]:
     if any(i <= 0 for i in ids):
         raise ConfigError(f"ALLOWED_GUILD_IDS must hold positive server ids, got {raw!r}")
     return ids
+
+
+def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_base: str) -> tuple[str, ...]:
+    """The usable providers, most preferred first. ``PROVIDER`` forces one (its key must be set);
+    otherwise every provider whose key is set, in ``PROVIDER_ORDER``; none: the demo provider."""
+    if forced:
+        if forced not in PROVIDERS:
+            raise ConfigError(f"PROVIDER must be one of {', '.join(PROVIDERS)}, got {forced!r}")
+        _require_key(forced, get, relay_base=relay_base)
+        return (forced,)
+    order = [p.strip() for p in order_raw.split(",") if p.strip()] if order_raw else list(DEFAULT_PROVIDER_ORDER)
+    unknown = [p for p in order if p not in (*PROVIDERS, "comfyui")]
+    if unknown:
+        raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
+    # The providers not named come last, in their usual order: a key that is set is never ignored.
+    order += [p for p in DEFAULT_PROVIDER_ORDER if p not in order]
+    usable = [p for p in dict.fromkeys(order) if p in _KEY_FOR_PROVIDER and get(_KEY_FOR_PROVIDER[p])]
+    for name in usable:
+        _require_key(name, get, relay_base=relay_base)
+    return tuple(usable) or ("demo",)
+
+
+def _require_key(provider: str, get: Callable[[str], str], *, relay_base: str) -> None:
+    key_name = _KEY_FOR_PROVIDER.get("segmind" if provider == "segmind-sync" else provider)
+    if key_name and not get(key_name):
+        raise ConfigError(f"{key_name} is required when PROVIDER={provider}")
+    if provider == "relay" and not relay_base:
+        raise ConfigError("RELAY_BASE_URL is required when PROVIDER=relay (e.g. https://relay.example.com)")
 
 
 def _shard_ids(raw: str, shard_count: int | None) -> tuple[int, ...] | None:

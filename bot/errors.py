@@ -76,6 +76,8 @@ class ProviderError(BotError):
     """
 
     retryable: bool = False
+    retry_after: float | None = None
+    """The server's own requested delay (``Retry-After``, ``retry-after-ms``), when it sent one."""
     user_message = "The video provider returned an error. Your credits were refunded."
 
     def __init__(self, detail: str = "", *, user_message: str | None = None, status: int | None = None) -> None:
@@ -129,6 +131,15 @@ class ModerationRejected(ProviderError):
             message = f"The video provider's safety system rejected the {stage}. Your credits were refunded."
         super().__init__(detail, user_message=message, status=status)
         self.stage = stage
+
+
+class ModelUnavailable(ProviderError):
+    """The provider says the model no longer exists (HTTP 404 on submit, "model not found")."""
+
+    user_message = (
+        "This model is no longer offered by the video provider. "
+        "Your credits were refunded; please choose another model."
+    )
 
 
 class GenerationFailed(ProviderError):
@@ -197,6 +208,25 @@ class BotCannotPost(BotError):
         )
 
 
+class UploadRefused(DeliveryFailed):
+    """Discord answered 413 to the video even after it was re-encoded to fit (our idea of the limit
+    was wrong twice). Refunded like any delivery failure; the provider's link, when there is one,
+    is the requester's way to the video."""
+
+    user_message = (
+        "The video was made, but Discord refused the upload even after it was re-encoded smaller. "
+        "Your credits were refunded."
+    )
+
+    def __init__(self, detail: str = "", *, link: str | None = None, expires_at: float | None = None) -> None:
+        message = None
+        if link:
+            message = f"{self.user_message} You can still download it from the provider: {link}"
+            if expires_at:
+                message += f" (link expires <t:{int(expires_at)}:R>)"
+        super().__init__(detail, user_message=message)
+
+
 class NotReady(BotError):
     """A command arrived before the bot finished starting."""
 
@@ -210,3 +240,12 @@ class LeaseLost(BotError):
     writes nothing more, so the job is never settled or moved twice."""
 
     user_message = "This job is being handled by another instance of the bot."
+
+
+class DatabaseUnavailable(BotError):
+    """The database did not answer: refused or lost connection, a server shutting down or restarting,
+    no free connection, SQLite's file locked past its busy timeout, a disk I/O error. About the database,
+    never about the job: a job's step waits for it and carries on (bot/jobs/retry.py); a command is
+    refused before anything is charged. Raised by both storage backends (bot/storage/outage.py)."""
+
+    user_message = "The bot's database is not answering right now. Nothing was charged; please try again in a moment."

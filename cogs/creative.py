@@ -68,11 +68,12 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
             if action == "continue" and (source.result_deleted_at or not source.result_message_id):
                 raise Refused(f"Video #{source.id} is no longer posted, so it cannot be continued.")
             pipeline = self.bot.require_pipeline()
-            caps = pipeline.provider.capabilities
-            seconds = caps.seconds.get(source.model) or caps.all_seconds()
-            sizes = caps.sizes.get(source.model) or (source.size,)
+            spec = pipeline.router.spec(source.model)  # refused politely if the model is gone since
+            seconds, sizes = spec.durations, spec.sizes
             # Refuse before the user types anything if even the shortest clip is out of reach.
-            cheapest = pipeline.service.cost(VideoRequest(source.prompt, min(seconds), source.size, source.model))
+            cheapest = pipeline.service.cost(
+                VideoRequest(source.prompt, min(seconds), source.size, source.model, audio=source.audio)
+            )
             allowance = await self._allowance(source.guild_id)
             balance = await pipeline.service.balance(source.guild_id, str(interaction.user.id), allowance=allowance)
             balance.split(cheapest)
@@ -118,7 +119,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
     # --- actions ----------------------------------------------------------------------------------
 
     async def _retry(self, interaction: discord.Interaction[SoraBot], source: Job) -> None:
-        request = VideoRequest(source.prompt, source.seconds, source.size, source.model)
+        request = source.request()
         reference = None
         if source.has_image:
             reference = await self._source_reference(source, source.size)
@@ -131,9 +132,9 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
 
     async def _remix(self, interaction: discord.Interaction[SoraBot], source: Job, submit: PromptSubmit) -> None:
         pipeline = self.bot.require_pipeline()
-        request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model)
+        request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model, audio=source.audio)
         native = None
-        if _can_remix_natively(source, request, pipeline.provider):
+        if _can_remix_natively(source, request, pipeline.providers.get(source.provider)):
             native = source.provider_job_id  # the provider keeps the length, size and first frame
             reference = None
         else:
@@ -143,7 +144,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
 
     async def _continue(self, interaction: discord.Interaction[SoraBot], source: Job, submit: PromptSubmit) -> None:
         pipeline = self.bot.require_pipeline()
-        request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model)
+        request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model, audio=source.audio)
         pipeline.service.validate(request)  # a wrong size or length is refused before any download
         frame = await self._last_frame(source)
         reference = await pipeline.service.fit_reference(frame, request.size)

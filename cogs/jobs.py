@@ -54,7 +54,7 @@ def describe(job: Job, *, show_requester: bool = False) -> str:
     lineage = f" ({_KIND_WORDS[job.kind]} #{job.source_job_id})" if job.kind in _KIND_WORDS else ""
     who = f" · <@{job.user_id}>" if show_requester else ""
     return (
-        f"{_ICONS.get(job.state, '•')} **#{job.id}** {job.state}{progress} · {job.cost} cr{who}"
+        f"{_ICONS.get(job.state, '•')} **#{job.id}** {job.state}{progress} · {job.model} · {job.cost} cr{who}"
         f" · {prompt}{lineage}{where}"
     )
 
@@ -140,7 +140,7 @@ class JobsCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(JobsPageButton)
 
-    @app_commands.command(name="jobs", description="Your recent Sora videos")
+    @app_commands.command(name="jobs", description="Your recent videos")
     @app_commands.describe(
         page="Page of results (10 per page)",
         scope="Your videos, or (with Manage Server) everyone's on this server",

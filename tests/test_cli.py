@@ -111,3 +111,32 @@ async def test_generate_against_a_fake_relay(tmp_path: Path) -> None:
         assert post.headers["Authorization"] == f"Bearer {KEY}"
         assert len(relay.requests_to("/files/")) == 1
         assert KEY not in out + err
+
+
+async def test_model_option_picks_the_models_defaults_and_is_named(tmp_path: Path) -> None:
+    output = tmp_path / "veo.mp4"
+    code, _, err = await run_cli(
+        tmp_path, "a heron", "--model", "veo-3.1-fast", "--size", "720x1280", "-o", str(output)
+    )
+    assert code == 0, err
+    assert "veo-3.1-fast, 720x1280, 4 s" in err  # the model's shortest duration by default
+    assert probe(output)[1:3] == (720, 1280)
+    code, _, err = await run_cli(tmp_path, "a heron", "--model", "kling-3-pro", "--seconds", "8", "-o", str(output))
+    assert code == 2 and "8 s is not available for kling-3-pro; choose 5 s or 10 s." in err
+
+
+async def test_models_command_lists_the_catalogue_and_what_can_run(tmp_path: Path) -> None:
+    async def models(env: dict[str, str]) -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "models", cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0
+        return out.decode()
+
+    text = await models(clean_env(tmp_path))
+    assert "providers configured: demo" in text and "* demo" in text
+    text = await models(clean_env(tmp_path, SEGMIND_API_KEY="k"))
+    assert "* veo-3.1-fast" in text
+    kling = text[text.index("kling-3-pro") :].splitlines()[2]
+    assert "not available" in kling, kling

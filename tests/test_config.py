@@ -88,6 +88,9 @@ def test_explicit_provider_wins_over_a_present_key() -> None:
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR"),
         ({"DATABASE_URL": "mysql://u:pw@host/db"}, "DATABASE_URL", "sqlite:///"),
         ({"DISCORD_GATEWAY_URL": "https://gateway.example"}, "DISCORD_GATEWAY_URL", "ws or wss URL"),
+        ({"POLL_COST_SECONDS": "cheap"}, "POLL_COST_SECONDS", "number of seconds"),
+        ({"POLL_COST_SECONDS": "0"}, "POLL_COST_SECONDS", "> 0"),
+        ({"POLL_COST_SECONDS": "nan"}, "POLL_COST_SECONDS", "> 0"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
@@ -176,3 +179,30 @@ def test_operator_limits_are_optional_numbers_and_server_ids() -> None:
         load_settings({"ALLOWED_GUILD_IDS": "my-server"}, dotenv_path=None)
     with pytest.raises(ConfigError, match=r"^SERVER_DAILY_CREDITS"):
         load_settings({"SERVER_DAILY_CREDITS": "-5"}, dotenv_path=None)
+
+
+def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
+    assert load_settings({}).poll_cost_seconds == 0.115
+    assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3
+
+
+def _names_read_by_config() -> set[str]:
+    source = (Path(__file__).resolve().parents[1] / "bot" / "config.py").read_text()
+    names = set(re.findall(r'(?:get|url|integer|positive|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    names |= set(re.findall(r'"([A-Z][A-Z0-9_]+_(?:KEY|API_KEY))"', source))
+    return names
+
+
+def test_env_example_and_readme_list_every_setting() -> None:
+    """A setting the code reads but .env.example or the README's table leaves out is a setting
+    nobody finds; one they list but the code ignores is worse."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    example = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
+    readme_rows = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| `")]
+    readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(row.split("|")[1] for row in readme_rows)))
+    read = _names_read_by_config()
+    assert read - example == set(), "missing from .env.example"
+    assert example - read == set(), ".env.example lists settings the code does not read"
+    assert read - readme == set(), "missing from the README settings table"

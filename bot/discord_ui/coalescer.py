@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import discord
@@ -33,12 +33,24 @@ class _Slot:
     last_edit: float = -1e9
     task: asyncio.Task[None] | None = None
     final: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by an urgent update: it must not sit out a progress wait already begun."""
 
 
 class EditCoalescer:
-    def __init__(self, *, progress_interval: float = 5.0, channel_gap: float = 1.2) -> None:
+    def __init__(
+        self,
+        *,
+        progress_interval: float = 5.0,
+        channel_gap: float = 1.2,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
         self.progress_interval = progress_interval
         self.channel_gap = channel_gap
+        # Injectable so unit tests can hold the spacing rules on a fake clock.
+        self._clock = clock
+        self._sleep = sleep
         self._slots: dict[int, _Slot] = {}
         self._channel_free_at: dict[int, float] = {}
         self.dead: set[int] = set()
@@ -67,6 +79,8 @@ class EditCoalescer:
         slot.pending = payload
         slot.urgent = slot.urgent or urgent
         slot.final = slot.final or final
+        if urgent:
+            slot.wake.set()
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(self._pump(message_id, slot), name=f"edit-{message_id}")
 
@@ -78,12 +92,12 @@ class EditCoalescer:
 
     async def _pump(self, message_id: int, slot: _Slot) -> None:
         while slot.pending is not None:
-            now = time.monotonic()
+            now = self._clock()
             ready_at = self._channel_free_at.get(slot.channel_id, 0.0)
             if not slot.urgent:
                 ready_at = max(ready_at, slot.last_edit + self.progress_interval)
             if ready_at > now:
-                await asyncio.sleep(ready_at - now)
+                await self._wait(slot, ready_at - now)
                 continue  # newer content (or urgency) may have arrived meanwhile
             payload, slot.pending, slot.urgent = slot.pending, None, False
             self._channel_free_at[slot.channel_id] = now + self.channel_gap
@@ -100,3 +114,17 @@ class EditCoalescer:
                 log.warning("editing message %s failed: %s %s", message_id, exc.status, exc.text)
         if slot.final and self._slots.get(message_id) is slot:
             del self._slots[message_id]
+
+    async def _wait(self, slot: _Slot, delay: float) -> None:
+        """Sleep ``delay``, or less if an urgent update arrives meanwhile."""
+        if slot.urgent:
+            await self._sleep(delay)  # only the channel gap is left to wait: nothing can shorten it
+            return
+        slot.wake.clear()
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        waker = asyncio.ensure_future(slot.wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()

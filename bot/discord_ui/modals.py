@@ -17,6 +17,7 @@ import discord
 
 from bot.errors import InvalidRequest
 from bot.jobs.model import Job
+from bot.providers.base import one_of
 
 MODAL_ID = re.compile(r"sora:modal:(?P<action>remix|continue):(?P<job_id>[0-9]+)")
 TITLES = {"remix": "Remix video #{id}", "continue": "Continue video #{id}"}
@@ -46,7 +47,7 @@ def prompt_modal(action: str, source: Job, *, seconds: Iterable[int], sizes: Ite
             label="Duration in seconds",
             custom_id="duration",
             default=str(source.seconds),
-            placeholder=_or(str(s) for s in seconds)[:100],
+            placeholder=one_of(str(s) for s in seconds)[:100],
             max_length=3,
         )
     )
@@ -55,7 +56,7 @@ def prompt_modal(action: str, source: Job, *, seconds: Iterable[int], sizes: Ite
             label="Size (width x height)",
             custom_id="size",
             default=source.size,
-            placeholder=_or(sizes)[:100],
+            placeholder=one_of(sizes)[:100],
             max_length=9,
         )
     )
@@ -109,8 +110,3 @@ def _values(components: Iterable[Mapping[str, Any]]) -> Iterable[tuple[str, str]
             yield from _values([component["component"]])
         elif "custom_id" in component and "value" in component:
             yield str(component["custom_id"]), str(component["value"])
-
-
-def _or(items: Iterable[str]) -> str:
-    items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]

@@ -15,7 +15,7 @@ from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.result_views import result_view
 from bot.discord_ui.status import prompt_text, render_key, settings_line, status_embed
 from bot.discord_ui.views import job_view
-from bot.errors import DeliveryFailed
+from bot.errors import DeliveryFailed, UploadRefused
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.media.video import CannotShrink, shrink_to_fit_async
@@ -35,6 +35,15 @@ DMS_CLOSED_NOTE = "Your direct messages are closed, so your private video is pos
 
 def mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
+
+
+def shareable_link(url: str | None) -> str | None:
+    """The provider's result link if it is a plain http(s) URL fit to show (it is provider text)."""
+    if not url or len(url) > 500 or not url.startswith(("https://", "http://")):
+        return None
+    if any(ch.isspace() or ch in "<>`" for ch in url):
+        return None
+    return url
 
 
 class DiscordNotifier:
@@ -187,7 +196,17 @@ class DiscordNotifier:
             sent = (await asyncio.to_thread(upload.stat)).st_size
             log.warning("job %s: upload of %s refused with 413", job.id, mib(sent))
             upload, note = await self._shrink(video, size, sent // 2)
-            return await self._post_retrying(channel, job, upload, note, extra), note
+            try:
+                return await self._post_retrying(channel, job, upload, note, extra), note
+            except discord.HTTPException as again:
+                if again.status != 413:
+                    raise
+                raise UploadRefused(
+                    f"job {job.id}: upload refused with 413 again after re-encoding (first try {mib(sent)})",
+                    # The status message is seen by the whole channel: a private job's link stays out of it.
+                    link=None if job.private else shareable_link(job.result_url),
+                    expires_at=job.result_expires_at,
+                ) from again
 
     async def _post_retrying(
         self, channel: discord.abc.Messageable, job: Job, upload: Path | None, note: str | None, extra: _Extras

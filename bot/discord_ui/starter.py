@@ -7,7 +7,7 @@ import dataclasses
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -19,7 +19,7 @@ from bot.jobs.prompts import clean_prompt
 from bot.jobs.service import NewJob
 from bot.media.images import check_declared
 from bot.moderation.policy import Limits, Requester, check_activity, check_request
-from bot.providers.base import ReferenceImage, VideoRequest
+from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
 
 if TYPE_CHECKING:
     from bot.client import SoraBot
@@ -90,7 +90,7 @@ class JobStarter:
         if reference is not None and status.attachments:
             # URL-based providers fetch the reference from Discord's CDN: the fitted image just posted.
             reference = dataclasses.replace(reference, url=status.attachments[0].url)
-        elif reference is not None and private and pipeline.provider.capabilities.image_mode == "url":
+        elif reference is not None and private and _needs_url(pipeline.providers.values()):
             try:
                 url = await self._private_reference_url(interaction, reference)
                 reference = dataclasses.replace(reference, url=url)
@@ -223,7 +223,7 @@ class JobStarter:
         placeholder = Job(
             id=0,
             state=State.QUEUED,
-            provider=pipeline.provider.name,
+            provider=pipeline.service.provider_for(request).name,
             user_id=str(interaction.user.id),
             prompt=request.prompt,
             seconds=request.seconds,
@@ -235,7 +235,7 @@ class JobStarter:
             **lineage,
         )
         embed = status_embed(placeholder)
-        embed.title = "Sora video (starting)"
+        embed.title = "Video (starting)"
         # The fitted reference rides on the status message for every provider: URL-based providers
         # fetch it from there, and Retry/Remix find it there after the job's own copy is cleaned up.
         # A private job's reference never shows in the channel (see _private_reference_url).
@@ -261,6 +261,11 @@ def _admission(limits: Limits) -> Callable[[int, float | None], None]:
         check_activity(in_force, unfinished, last_job_at, time.time())
 
     return admit
+
+
+def _needs_url(providers: Iterable[VideoProvider]) -> bool:
+    """Whether a provider the job may be routed to (failover included) fetches images by URL."""
+    return any(p.capabilities.image_mode == "url" for p in providers)
 
 
 def job_link(job: Job) -> str:

@@ -36,7 +36,15 @@ def short(text: str, limit: int) -> str:
 
 def settings_line(job: Job) -> str:
     shape = "portrait" if is_portrait(job.size) else "landscape"
-    return f"{job.model} · {job.seconds} s · {job.size} ({shape})"
+    sound = "" if job.audio is None else (" · with sound" if job.audio else " · silent")
+    return f"{job.model} · {job.seconds} s · {job.size} ({shape}){sound}"
+
+
+def provider_line(job: Job) -> str:
+    """Which provider makes the video, and the one it first went to when it had to move."""
+    if job.failover_from:
+        return f"{job.provider} ({job.failover_from} could not take it, so it moved)"
+    return job.provider
 
 
 def elapsed(job: Job) -> str:
@@ -53,6 +61,8 @@ def state_line(job: Job) -> str:
     if job.state is State.QUEUED and job.queue_position:
         return f"{headline} — position {job.queue_position} in line"
     if job.state is State.RUNNING:
+        if job.queue_position and job.progress is None:
+            return f"⏳ In the provider's queue — position {job.queue_position}"
         if job.progress is not None:
             return f"{headline}\n`{progress_bar(job.progress)}` {job.progress:.0f}%"
         return f"{headline} (the provider gives no progress figure)"
@@ -93,11 +103,12 @@ def status_embed(job: Job, *, balance_left: int | None = None) -> discord.Embed:
     ``balance_left`` (the requester's credits once this job settled) is shown when given: the
     notifier reads it once, for the final render."""
     embed = discord.Embed(
-        title=f"Sora video #{job.id}",
+        title=f"Video #{job.id}",
         description=prompt_text(job),
         colour=_COLOURS.get(job.state, discord.Colour.blurple()),
     )
     embed.add_field(name="Settings", value=settings_line(job), inline=False)
+    embed.add_field(name="Provider", value=provider_line(job), inline=True)
     if (lineage := lineage_line(job)) is not None:
         embed.add_field(name="Made from", value=lineage, inline=False)
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>", inline=True)

@@ -8,6 +8,9 @@
   Such a job is failed and refunded, never re-sent: the provider may or may not have it, and a second
   submit could cost twice (no provider offers idempotency keys).
 * ``provider_job_id`` is stored in the same write that enters ``running``.
+* A submit the provider refused in a way that proves it took nothing (out of credits, throttled,
+  the model gone) may move the job, once, to the next provider hosting its model: ``submitting``
+  again, with ``provider`` changed and ``failover_from`` naming the first.
 * ``delivering`` is re-entered on restart; the Discord layer posts with a nonce derived from the
   job id, so a repeated post returns the earlier message instead of making a second one.
 """
@@ -51,7 +54,8 @@ ACTIVE = frozenset({State.SUBMITTING, State.RUNNING, State.DOWNLOADING, State.DE
 
 _NEXT: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.SUBMITTING}),
-    State.SUBMITTING: frozenset({State.RUNNING}),
+    # Again submitting, on another host of the model, after an answer proving nothing was taken.
+    State.SUBMITTING: frozenset({State.SUBMITTING, State.RUNNING}),
     State.RUNNING: frozenset({State.RUNNING, State.DOWNLOADING}),
     State.DOWNLOADING: frozenset({State.DOWNLOADING, State.DELIVERING}),
     # Back to downloading when a restart finds the downloaded file gone.
@@ -110,6 +114,11 @@ class Job:
     private: bool = False
     """Deliver by direct message instead of in the channel."""
     result_deleted_at: float | None = None
+    # Models (migration 0006).
+    audio: bool | None = None
+    """Sound on or off as the member asked; None: the model's default."""
+    failover_from: str | None = None
+    """The provider this job was first sent to, when it moved to another host of its model."""
     # Not stored: filled in by the runner for display.
     queue_position: int | None = field(default=None, compare=False)
 
@@ -128,7 +137,9 @@ class Job:
         return self.image_path is not None
 
     def request(self, image: Any = None) -> VideoRequest:
-        return VideoRequest(prompt=self.prompt, seconds=self.seconds, size=self.size, model=self.model, image=image)
+        return VideoRequest(
+            prompt=self.prompt, seconds=self.seconds, size=self.size, model=self.model, image=image, audio=self.audio
+        )
 
     @property
     def result_channel_id(self) -> str | None:

@@ -11,32 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
+from bot.catalogue import Router
 from bot.errors import (
+    AuthenticationFailed,
     BotError,
+    DatabaseUnavailable,
     GenerationFailed,
     JobInterrupted,
     JobNotResumable,
     LeaseLost,
+    ModelUnavailable,
     ProviderError,
+    ProviderOutOfCredits,
+    ProviderRequestRejected,
     ProviderTimeout,
+    ProviderUnavailable,
     RateLimited,
 )
 from bot.jobs.fair_queue import fair_order
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
-from bot.jobs.polling import AdaptivePoller
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider
+from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
+from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
+from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
+from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -71,6 +81,23 @@ class CancelRefused(BotError):
     user_message = "This job can no longer be cancelled."
 
 
+class ProviderGone(BotError):
+    """A job's provider is no longer configured (the operator removed its key since)."""
+
+    user_message = (
+        "The video provider this job was sent to is no longer set up on this bot. "
+        "Your credits were refunded; please run it again."
+    )
+
+
+def nothing_taken(error: ProviderError) -> bool:
+    """Whether a failed submit proves the provider took nothing, so another host may be tried
+    without the risk of making (and paying for) the video twice."""
+    if isinstance(error, ProviderOutOfCredits | ModelUnavailable | AuthenticationFailed):
+        return True
+    return isinstance(error, RateLimited | ProviderUnavailable) and error.status in (429, 502, 503)
+
+
 class JobEvents(Protocol):
     """What the runner reports as it works (bot.metrics.Metrics implements it)."""
 
@@ -84,17 +111,20 @@ class JobRunner:
     def __init__(
         self,
         repo: Repository,
-        provider: VideoProvider,
+        providers: Mapping[str, VideoProvider],
         notifier: Notifier,
         *,
+        router: Router,
         work_dir: Path,
         max_running: int = 4,
         max_running_per_user: int = 1,
         job_timeout: float = 1800.0,
         max_result_bytes: int = 512 * 1024 * 1024,
         typical_job_seconds: float | None = None,
+        poll_cost: float = DEFAULT_POLL_COST,
         events: JobEvents | None = None,
         callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
+        calls_back: Callable[[str], bool] | None = None,
         lease_seconds: float = 60.0,
         owner: str | None = None,
     ) -> None:
@@ -104,8 +134,12 @@ class JobRunner:
         """Who holds this runner's leases (see bot/storage/migrations/0005_leases.sql)."""
         self.events = events
         self.callback_url = callback_url
+        self.calls_back = calls_back
+        """Whether a provider's jobs are sent a callback URL (then polling is only the safety net)."""
         """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
-        self.provider = provider
+        self.providers = providers
+        """Every configured provider by name; a job runs on ``providers[job.provider]``."""
+        self.router = router
         self.notifier = notifier
         self.work_dir = work_dir
         self.max_running = max_running
@@ -113,6 +147,8 @@ class JobRunner:
         self.job_timeout = job_timeout
         self.max_result_bytes = max_result_bytes
         self.typical_job_seconds = typical_job_seconds
+        self.poll_cost = poll_cost
+        """Seconds of detection delay one status request is worth (bot/jobs/poll_planner.py)."""
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owners: dict[int, str] = {}
         self._guilds: dict[int, str] = {}
@@ -126,6 +162,8 @@ class JobRunner:
         """Jobs whose lease this runner holds and renews; their writes are fenced by it."""
         self._dead_owners: list[str] = []
         """Lease holders known dead (processes of this host that are gone): their leases count as free."""
+        self._orphaned = asyncio.Event()
+        """A job's task ended before finishing its job: the lease loop takes such jobs over again at once."""
         self._loop_task: asyncio.Task[None] | None = None
         self._lease_task: asyncio.Task[None] | None = None
 
@@ -133,7 +171,9 @@ class JobRunner:
 
     async def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        await self._recover()
+        # A database that is down as we start is waited for like any outage (a retry claims again what
+        # an interrupted pass claimed: our own leases count as free).
+        await until_database_answers(self._recover, what="resuming unfinished jobs")
         self._loop_task = asyncio.create_task(self._schedule_loop(), name="job-scheduler")
         self._lease_task = asyncio.create_task(self._lease_loop(), name="job-leases")
 
@@ -171,47 +211,80 @@ class JobRunner:
         """Resume every started job nobody works on: ours from before a restart, or (later, from the
         lease loop) those of a process that died or stalled past its leases."""
         self._dead_owners = [o for o in await self.repo.lease_owners() if dead_local_owner(o, self.owner)]
+        # Our own leases count as free too: a job we lease but no task of ours works (its task gave up)
+        # is resumed now, not when its lease runs out. Jobs still worked here just have it renewed.
         claimed = await self.repo.claim_jobs(
-            self.owner, ACTIVE, lease_seconds=self.lease_seconds, free_owners=self._dead_owners
+            self.owner, ACTIVE, lease_seconds=self.lease_seconds, free_owners=[*self._dead_owners, self.owner]
         )
         for job in claimed:
-            if job.id in self._tasks:  # cannot happen: our own live leases are never claimable
+            if job.id in self._tasks or job.id in self._cancelling:
                 continue
             self._leased.add(job.id)
+            provider = self.providers.get(job.provider)
             if job.state is State.SUBMITTING:
                 await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
-            elif not self.provider.capabilities.resumable and not self._result_path(job).exists():
+            elif provider is None:
+                await self._fail(job.id, ProviderGone(f"job {job.id}: provider {job.provider} is not configured"))
+            elif not provider.capabilities.resumable and not self._result_path(job).exists():
                 await self._fail(job.id, JobNotResumable(f"{job.provider} job {job.provider_job_id} lost on restart"))
             else:
                 log.info("resuming job %s (%s, provider id %s)", job.id, job.state, job.provider_job_id)
                 self._spawn(job)
 
     async def _schedule_loop(self) -> None:
+        failures = 0
         while True:
             self._wake.clear()
             try:
                 await self._schedule_once()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("scheduler: database unavailable (%s); retrying", exc.detail)
             except Exception:
+                failures += 1
                 log.exception("scheduler pass failed; retrying")
+            else:
+                if failures:
+                    log.info("scheduler: working again after %d failed passes", failures)
+                failures = 0
+            # After a failure, the next pass comes soon: queued jobs start once the database is back.
+            timeout = DATABASE_BACKOFF.delay(failures) if failures else 30
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
             # event fires (a wake right before stop()), and the loop then never ends.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(30):
+                async with asyncio.timeout(timeout):
                     await self._wake.wait()
 
     async def _lease_loop(self) -> None:
-        """Renew our leases and take over jobs whose lease ran out, every third of a lease."""
+        """Renew our leases and take over jobs whose lease ran out, every third of a lease; at once when
+        a job's task gave up; every moment while the database does not answer."""
+        failures = 0
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            timeout = DATABASE_BACKOFF.delay(failures) if failures else self.lease_seconds / 3
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):  # see _schedule_loop: not wait_for
+                    await self._orphaned.wait()
+            self._orphaned.clear()
             try:
                 await self._heartbeat()
                 await self._recover()
             except asyncio.CancelledError:
                 raise
+            except DatabaseUnavailable as exc:
+                failures += 1
+                if failures == 1:
+                    log.warning("lease upkeep: database unavailable (%s); retrying", exc.detail)
+                continue
             except Exception:
+                failures += 1
                 log.exception("lease upkeep failed; retrying")
+            else:
+                if failures:
+                    log.info("lease upkeep: working again after %d failed passes", failures)
+                failures = 0
             self._wake.set()  # queued jobs of another process may have become free too
 
     async def _heartbeat(self) -> None:
@@ -270,8 +343,10 @@ class JobRunner:
         if self.events is not None:
             self.events.job_taken(job)
 
-        def finished(_: asyncio.Task[None]) -> None:
+        def finished(task: asyncio.Task[None]) -> None:
             # Whatever ended the task, stop renewing: a lease left behind expires and is taken over.
+            if job.id in self._leased and not task.cancelled() and job.id not in self._cancelling:
+                self._orphaned.set()  # it gave up on an unfinished job: take it over again at once
             self._leased.discard(job.id)
             self._tasks.pop(job.id, None)
             self._owners.pop(job.id, None)
@@ -284,36 +359,75 @@ class JobRunner:
     # --- one job ------------------------------------------------------------------------------
 
     async def _run(self, job: Job) -> None:
+        """The job's task: never ends with an exception (nobody awaits it to retrieve one)."""
         try:
             await self._work(job)
         except LeaseLost as exc:
             # Another process works the job now; nothing of ours was written.
             log.warning("job %s: stopped here: %s", job.id, exc.detail)
+        except Exception:
+            # Even failing it went wrong. The job keeps our lease: the lease loop resumes it at once.
+            log.exception("job %s: stopped by an unexpected error; it will be resumed", job.id)
 
     async def _work(self, job: Job) -> None:
-        try:
-            await self._drive(job)
-        except (asyncio.CancelledError, LeaseLost):
-            raise
-        except BotError as exc:
-            await self._fail(job.id, exc)
-        except Exception as exc:
-            log.exception("job %s crashed", job.id)
-            await self._fail(job.id, GenerationFailed(f"internal error: {type(exc).__name__}: {exc}"))
+        job_id = job.id
+        failures = 0
+        while True:
+            try:
+                await self._drive(job)
+                return
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except DatabaseUnavailable as exc:
+                # A read not retried in place (the typical duration): not the job's fault. Every state
+                # write is retried where it is made (_move), so the stored state is where we were:
+                # carry on from there once the database answers.
+                failures += 1
+                log.warning("job %s: database unavailable (%s); resuming from the stored state", job.id, exc.detail)
+                await asyncio.sleep(DATABASE_BACKOFF.delay(failures))
+            except OSError as exc:
+                if not disk_full(exc):
+                    return await self._crashed(job, exc)
+                failures += 1
+                delay = DISK_BACKOFF.delay(failures)
+                log.error(
+                    "job %s: the data directory %s is full (%s); free some space: trying this step again in %.0fs",
+                    job.id,
+                    self.work_dir,
+                    exc.strerror,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            except BotError as exc:
+                return await self._fail(job.id, exc)
+            except Exception as exc:
+                return await self._crashed(job, exc)
+            stored = await until_database_answers(lambda: self.repo.get_job(job_id), what=f"job {job_id}")
+            if stored is None or stored.state.terminal:
+                return
+            if stored.state is State.SUBMITTING:
+                # Not expected (the database calls around a submit wait in place); never submit twice.
+                return await self._fail(job_id, JobInterrupted(f"job {job_id} stopped while submitting"))
+            job = stored
+
+    async def _crashed(self, job: Job, exc: Exception) -> None:
+        log.error("job %s crashed", job.id, exc_info=exc)
+        await self._fail(job.id, GenerationFailed(f"internal error: {type(exc).__name__}: {exc}"))
+
+    def _provider(self, job: Job) -> VideoProvider:
+        provider = self.providers.get(job.provider)
+        if provider is None:
+            raise ProviderGone(f"job {job.id}: provider {job.provider} is not configured")
+        return provider
 
     async def _drive(self, job: Job) -> None:
         if job.state is State.QUEUED:
             image = await asyncio.to_thread(self._load_image, job)
-            request = job.request(image)
-            if self.callback_url is not None:
-                request = replace(request, callback_url=await self.callback_url(job))
-            job = await self._move(job, State.SUBMITTING)
-            remix = getattr(self.provider, "remix", None)
-            if job.kind == "remix" and job.source_provider_job_id and remix is not None:
-                # The provider's native remix of a video it still holds (same length and size).
-                provider_job_id = await remix(job.source_provider_job_id, job.prompt)
-            else:
-                provider_job_id = await self.provider.submit(request)
+            if job.provider not in self.providers:
+                # Queued before the operator changed providers: the model's first host now.
+                job = replace(job, provider=self.router.first_host(job.model).provider)
+            job = await self._move(job, State.SUBMITTING, provider=job.provider)
+            job, provider_job_id = await self._submit(job, job.request(image))
             job = await self._move(job, State.RUNNING, provider_job_id=provider_job_id)
             log.info("job %s submitted to %s as %s", job.id, job.provider, provider_job_id)
         status = JobStatus(JobState.SUCCEEDED, result_url=job.result_url, expires_at=job.result_expires_at)
@@ -331,7 +445,7 @@ class JobRunner:
             job = await self._move(job, State.DOWNLOADING)
         if job.state is State.DOWNLOADING:
             assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
-            await self.provider.download(job.provider_job_id, status, path, self.max_result_bytes)
+            await self._provider(job).download(job.provider_job_id, status, path, self.max_result_bytes)
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
         done = job.moved(
@@ -343,12 +457,62 @@ class JobRunner:
         )
         await self._finish(done, "capture")
 
+    async def _submit(self, job: Job, request: VideoRequest) -> tuple[Job, str]:
+        """Send the job to its provider; on an answer proving nothing was taken, once to the next
+        provider hosting its model. Returns the job (its provider may have changed) and the
+        provider's id for it."""
+        while True:
+            provider = self._provider(job)
+            if self.callback_url is not None:
+                # Stores the URL's secret: waits for the database here, as nothing was sent yet.
+                make_url = functools.partial(self.callback_url, job)
+                url = await until_database_answers(make_url, what=f"job {job.id}: callback")
+                request = replace(request, callback_url=url)
+            try:
+                remix = getattr(provider, "remix", None)
+                if job.kind == "remix" and job.source_provider_job_id and remix is not None:
+                    # The provider's native remix of a video it still holds (same length and size).
+                    return job, await remix(job.source_provider_job_id, job.prompt)
+                return job, await provider.submit(request)
+            except ProviderError as exc:
+                error: ProviderError = exc
+                if isinstance(exc, ProviderRequestRejected) and exc.status == 404:
+                    error = ModelUnavailable(exc.detail, status=404)  # the endpoint for this model is gone
+                if isinstance(error, ModelUnavailable):
+                    log.warning(
+                        "job %s: %s says model %s no longer exists; hiding it there", job.id, job.provider, job.model
+                    )
+                    self.router.mark_gone(job.provider, job.model)
+                after = None
+                if job.failover_from is None and job.kind != "remix" and nothing_taken(error):
+                    after = self.router.next_host(job.model, [job.provider])
+                if after is None or after.provider not in self.providers:
+                    raise error from exc
+                log.warning(
+                    "job %s: %s took nothing (%s); moving to %s", job.id, job.provider, error.detail, after.provider
+                )
+                job = await self._move(job, State.SUBMITTING, provider=after.provider, failover_from=job.provider)
+
     async def _poll(self, job: Job) -> JobStatus:
         assert job.provider_job_id is not None  # noqa: S101
+        provider = self._provider(job)
         started = job.submitted_at or time.time()
-        # The operator's figure, else what recent jobs took, else the provider's typical time.
-        expected = self.typical_job_seconds or await self.repo.typical_duration(job.provider, job.model)
-        poller = AdaptivePoller(expected=expected or self.provider.capabilities.expected_duration(job.request()))
+        # The model's typical time and spread (the provider's own time when it has one) as the prior,
+        # refined by what the model's recent jobs took; or the operator's figure as is.
+        spec = self.router.catalogue.get(job.model)
+        if self.typical_job_seconds:
+            median = self.typical_job_seconds
+        elif spec is not None and not provider.capabilities.knows_duration(job.model):
+            median = spec.expected_seconds(job.seconds)
+        else:
+            median = provider.capabilities.expected_duration(job.request())
+        prior = Lognormal.clamped(median, spec.spread if spec is not None else DEFAULT_SPREAD)
+        if not self.typical_job_seconds:
+            prior = prior.refined(await self.repo.recent_durations(job.provider, job.model))
+        calls_back = self.calls_back is not None and self.calls_back(job.provider)
+        cost = request_cost(self.poll_cost, prior.median, calls_back=calls_back)
+        poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=cost)
+        await asyncio.to_thread(poller.plan)  # a new distribution's plan takes milliseconds: not on the loop
         hint: float | None = None
         transient = 0
         delay = poller.next_delay(time.time() - started)
@@ -356,7 +520,7 @@ class JobRunner:
             remaining = started + self.job_timeout - time.time()
             if remaining <= 0:
                 with contextlib.suppress(ProviderError):
-                    await self.provider.cancel(job.provider_job_id)
+                    await provider.cancel(job.provider_job_id)
                 raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
             event = self._job_events.get(job.id)
             if event is not None:
@@ -370,7 +534,7 @@ class JobRunner:
                 await asyncio.sleep(min(delay, remaining))
             self._polls[job.id] = self._polls.get(job.id, 0) + 1
             try:
-                status = await self.provider.status(job.provider_job_id)
+                status = await provider.status(job.provider_job_id)
             except RateLimited as exc:
                 delay = poller.rate_limited(exc.retry_after)
                 log.info("job %s: status rate limited, backing off %.0fs", job.id, delay)
@@ -393,6 +557,10 @@ class JobRunner:
                 raise status.error or GenerationFailed(f"job {job.id} failed without a reason")
             if status.progress is not None and status.progress != job.progress:
                 job = await self._move(job, State.RUNNING, progress=status.progress)
+            elif status.queue_position != job.queue_position:
+                # The provider's own queue (display only, not stored): shown on the status message.
+                job = replace(job, queue_position=status.queue_position)
+                await self._notify(job)
             delay = poller.next_delay(elapsed, hint=hint)
 
     # --- transitions --------------------------------------------------------------------------
@@ -400,7 +568,9 @@ class JobRunner:
     async def _move(self, job: Job, target: State, **changes: object) -> Job:
         """Store the new state first, then tell the world."""
         moved = job.moved(target, time.time(), **changes)
-        await self.repo.save_job(moved, owner=self._fence(job.id))
+        owner = self._fence(job.id)
+        # A write the database refused is made again once it answers: the job carries on from here.
+        await until_database_answers(lambda: self.repo.save_job(moved, owner=owner), what=f"job {job.id}: {target}")
         if target is not job.state:
             log.info("job %s: %s -> %s", job.id, job.state, target, extra={"job_id": job.id, "state": target.value})
             if self.events is not None:
@@ -409,7 +579,7 @@ class JobRunner:
         return moved
 
     async def _fail(self, job_id: int, error: BotError) -> None:
-        job = await self.repo.get_job(job_id)
+        job = await until_database_answers(lambda: self.repo.get_job(job_id), what=f"job {job_id}")
         if job is None or job.state.terminal:
             return
         log.warning("job %s failed: %s: %s", job_id, type(error).__name__, error.detail)
@@ -473,10 +643,11 @@ class JobRunner:
             user_message="This video is already generating and the provider cannot stop it, so it is paid for: "
             "it will be posted when it is ready.",
         )
-        if not job.provider_job_id or not self.provider.capabilities.can_cancel:
+        provider = self.providers.get(job.provider)
+        if not job.provider_job_id or provider is None or not provider.capabilities.can_cancel:
             raise billed
         try:
-            stopped = await self.provider.cancel(job.provider_job_id)
+            stopped = await provider.cancel(job.provider_job_id)
         except ProviderError as exc:
             log.warning("job %s: provider cancel failed: %s", job.id, exc.detail)
             stopped = False
@@ -485,7 +656,21 @@ class JobRunner:
 
     async def _finish(self, job: Job, settle: str) -> None:
         """Store the terminal state and settle credits atomically, then clean up and tell the world."""
-        settled = await self.repo.finish_job(job, settle, owner=self._fence(job.id))
+        owner = self._fence(job.id)
+        tries = 0
+
+        async def store() -> bool:
+            nonlocal tries
+            tries += 1
+            try:
+                return await self.repo.finish_job(job, settle, owner=owner)
+            except LeaseLost:
+                # An earlier try may have committed before its connection dropped: that was ours.
+                if tries > 1 and owner is not None and await self._landed(job):
+                    return True
+                raise
+
+        settled = await until_database_answers(store, what=f"job {job.id}: {job.state}")
         self._leased.discard(job.id)  # finished: nothing left to renew
         await self._finished(job, settle, settled=settled)
 
@@ -503,6 +688,10 @@ class JobRunner:
                 self.events.job_polled(job, polls)
         await asyncio.to_thread(self._cleanup, job)
         await self._notify(job)
+
+    async def _landed(self, job: Job) -> bool:
+        stored = await self.repo.get_job(job.id)
+        return stored is not None and stored.state is job.state and stored.finished_at == job.finished_at
 
     def _fence(self, job_id: int) -> str | None:
         """The owner a write of ``job_id`` is fenced by: ours while we hold its lease, else none (a cancel

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.catalogue import Router
 from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
@@ -40,7 +41,8 @@ class JobService:
     def __init__(
         self,
         repo: Repository,
-        provider: VideoProvider,
+        providers: Mapping[str, VideoProvider],
+        router: Router,
         runner: JobRunner,
         policy: CreditPolicy,
         *,
@@ -49,7 +51,8 @@ class JobService:
         caps: SpendingCaps | None = None,
     ) -> None:
         self.repo = repo
-        self.provider = provider
+        self.providers = providers
+        self.router = router
         self.runner = runner
         self.policy = policy
         self.images_dir = data_dir / "images"
@@ -58,11 +61,25 @@ class JobService:
         """The operator's daily caps, checked in the reserving transaction."""
 
     def validate(self, request: VideoRequest) -> None:
-        """Raise InvalidRequest for anything the active provider cannot do. No I/O."""
-        self.provider.validate(request)
+        """Raise InvalidRequest, naming what is allowed, for anything the request's model (and the
+        provider that would run it) cannot do. No I/O."""
+        self.router.validate(request)
+        self.providers[self.router.first_host(request.model).provider].validate(request)
+
+    def provider_for(self, request: VideoRequest) -> VideoProvider:
+        """The provider a new job for ``request`` goes to first (the runner may fail over)."""
+        return self.providers[self.router.first_host(request.model).provider]
 
     def cost(self, request: VideoRequest) -> int:
-        return self.policy.cost(request.seconds, request.model) if self.charge else 0
+        """Credits for ``request``: the model's own price, else CREDITS_PER_SECOND."""
+        if not self.charge:
+            return 0
+        spec = self.router.catalogue.get(request.model)
+        if spec is None:
+            return self.policy.cost(request.seconds, request.model)
+        return spec.cost(
+            request, default_rate=self.policy.credits_per_second, pro_multiplier=self.policy.pro_multiplier
+        )
 
     async def balance(self, guild_id: str | None, user_id: str, *, allowance: int | None = None) -> Balance:
         """``allowance``: the server's daily allowance when its admins changed it."""
@@ -96,7 +113,7 @@ class JobService:
             await asyncio.to_thread(_write_file, image_path, request.image.data)
         try:
             job = await self.repo.create_job(
-                provider=self.provider.name,
+                provider=self.provider_for(request).name,
                 user_id=new.user_id,
                 guild_id=new.guild_id,
                 channel_id=new.channel_id,
@@ -117,6 +134,7 @@ class JobService:
                     "source_job_id": new.source_job_id,
                     "source_provider_job_id": new.source_provider_job_id,
                     "private": new.private,
+                    "audio": request.audio,
                 },
             )
         except BaseException:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from bot.errors import InvalidRequest, ProviderError
 
@@ -54,6 +54,8 @@ class VideoRequest:
     image: ReferenceImage | None = None
     callback_url: str | None = None
     """Where the provider may POST when the job changes (providers with callbacks; polling stays the fallback)."""
+    audio: bool | None = None
+    """Make sound (None: the model's default). Only models whose catalogue entry offers audio take it."""
 
 
 class JobState(enum.StrEnum):
@@ -79,6 +81,8 @@ class JobStatus:
     expires_at: float | None = None
     error: ProviderError | None = None
     poll_after: float | None = None
+    queue_position: int | None = None
+    """Where the job waits in the provider's own queue (fal's ``queue_position``), when it says."""
 
     @property
     def done(self) -> bool:
@@ -86,6 +90,24 @@ class JobStatus:
 
 
 ImageMode = Literal["url", "bytes"]
+
+
+def _same_id(provider_job_id: str) -> str:
+    return provider_job_id
+
+
+@dataclass(frozen=True)
+class CallbackSupport:
+    """How a provider's callbacks are read (bot/callbacks.py asks a provider for this; none: it never calls back).
+
+    ``parse`` turns a JSON body into ``(task id, status)`` or None when it is not a task callback;
+    ``verify``, when set, checks the request's signature (False: refused with 401, nothing woken);
+    ``task_id`` is the task id a callback names for a stored provider job id (fal's job id is a path
+    that ends in the request id its webhooks carry)."""
+
+    parse: Callable[[Mapping[str, Any]], tuple[str, JobStatus] | None]
+    verify: Callable[[Mapping[str, str], bytes], Awaitable[bool]] | None = None
+    task_id: Callable[[str], str] = _same_id
 
 
 @dataclass(frozen=True)
@@ -103,8 +125,12 @@ class Capabilities:
     """False when a job cannot be asked about again after a restart (segmind-sync, demo)."""
     reports_progress: bool = False
     max_prompt_chars: int = MAX_PROMPT_CHARS
+    callbacks: CallbackSupport | None = None
+    """Set when the provider can call back to ``VideoRequest.callback_url``."""
     typical_seconds: Mapping[str, float] = field(default_factory=lambda: {"sora-2": 180.0, "sora-2-pro": 400.0})
     """Typical wall-clock time of a job per model, seeds the adaptive poller."""
+    any_model_seconds: float | None = None
+    """Set by a provider that stands in for every model (the demo): its typical time for any of them."""
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -113,13 +139,17 @@ class Capabilities:
     def all_seconds(self) -> tuple[int, ...]:
         return tuple(sorted({s for values in self.seconds.values() for s in values}))
 
+    def knows_duration(self, model: str) -> bool:
+        """Whether this provider has its own typical time for ``model`` (else the catalogue's is used)."""
+        return model in self.typical_seconds or self.any_model_seconds is not None
+
     def expected_duration(self, request: VideoRequest) -> float:
-        base = self.typical_seconds.get(request.model, 180.0)
+        base = self.typical_seconds.get(request.model, self.any_model_seconds or 180.0)
         # Longer clips take longer; the typical figure is for an 8 s clip.
         return base * (0.6 + 0.05 * request.seconds)
 
-    def validate(self, request: VideoRequest, provider_name: str) -> None:
-        """Refuse, with a sentence naming what is allowed, anything this provider cannot do."""
+    def check_prompt(self, request: VideoRequest) -> None:
+        """Refuse an empty or over-long prompt."""
         prompt = request.prompt.strip()
         if not prompt:
             raise InvalidRequest("The prompt is empty. Please describe the video you want.")
@@ -127,39 +157,47 @@ class Capabilities:
             raise InvalidRequest(
                 f"The prompt is {len(request.prompt)} characters long; the limit is {self.max_prompt_chars}."
             )
+
+    def validate(self, request: VideoRequest, provider_name: str) -> None:
+        """Refuse, with a sentence naming what is allowed, anything this provider cannot do."""
+        self.check_prompt(request)
         if request.model not in self.sizes:
             raise InvalidRequest(
-                f"Model {request.model!r} is not available with {provider_name}; choose {_or(self.models)}."
+                f"Model {request.model!r} is not available with {provider_name}; choose {one_of(self.models)}."
             )
         sizes = self.sizes[request.model]
         if request.size not in sizes:
             raise InvalidRequest(
-                f"Size {_shown(request.size)} is not available for {request.model} with {provider_name}; "
-                f"choose {_or(sizes)}."
+                f"Size {shown_input(request.size)} is not available for {request.model} with {provider_name}; "
+                f"choose {one_of(sizes)}."
             )
         seconds = self.seconds[request.model]
         if request.seconds not in seconds:
             raise InvalidRequest(
                 f"{request.seconds} s is not available for {request.model} with {provider_name}; "
-                f"choose {_or([f'{s} s' for s in seconds])}."
+                f"choose {one_of([f'{s} s' for s in seconds])}."
             )
 
 
-def _shown(value: str) -> str:
+def shown_input(value: str) -> str:
     """User input echoed in a refusal: as typed when it is plain text, else quoted with escapes."""
     return value if value.isprintable() and len(value) <= 20 else repr(value[:20])
 
 
-def _or(items: tuple[str, ...] | list[str]) -> str:
-    items = list(items)
-    if len(items) == 1:
-        return items[0]
-    return ", ".join(items[:-1]) + " or " + items[-1]
+def one_of(items: Iterable[str]) -> str:
+    """``a, b or c``: the allowed values named in a refusal."""
+    listed = list(items)
+    if len(listed) == 1:
+        return listed[0]
+    return ", ".join(listed[:-1]) + " or " + listed[-1]
 
 
 @runtime_checkable
 class VideoProvider(Protocol):
-    """A Sora 2 provider. Implementations live one per file in ``bot/providers/``."""
+    """A video provider. Implementations live one per file in ``bot/providers/``.
+
+    ``request.model`` is always a catalogue id (bot/catalogue); a provider built from the catalogue
+    looks up how it names that model and spells its fields in its ``Host`` entries."""
 
     name: str
     capabilities: Capabilities

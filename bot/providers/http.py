@@ -173,7 +173,16 @@ class HttpClient:
         error = error_for_status(
             status, message, provider=self.provider, headers=headers, out_of_credits=self.out_of_credits
         )
+        if error.retry_after is None and headers is not None:
+            # A 503 may say when to come back too, not only a 429.
+            error.retry_after = parse_retry_after(headers)
         return self.remap(error) if self.remap is not None else error
+
+    def retry_delay(self, attempt: int, server_delay: float | None) -> float:
+        """The server's requested delay (capped) when it gave one, else jittered backoff."""
+        if server_delay is not None:
+            return min(max(server_delay, 0.0), self.max_server_delay)
+        return backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
 
     async def request(
         self,
@@ -229,9 +238,7 @@ class HttpClient:
                 self._report(None, last_error)
             if not last_error.retryable or attempt == attempts - 1:
                 break
-            delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
-            if server_delay is not None:
-                delay = min(max(server_delay, 0.0), self.max_server_delay)
+            delay = self.retry_delay(attempt, server_delay)
             log.info(
                 "%s %s %s failed (%s); retry %d/%d in %.1fs",
                 self.provider,
@@ -252,11 +259,10 @@ class HttpClient:
             try:
                 return await self.request(method, url, retry=False, **kwargs)
             except ProviderError as exc:
-                if exc.status not in self.create_retry_statuses or attempt == self.max_retries:
+                # A provider may mark an answer not retryable (fal's X-Fal-Retryable: false).
+                if exc.status not in self.create_retry_statuses or not exc.retryable or attempt == self.max_retries:
                     raise
-                delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self.max_server_delay)
+                delay = self.retry_delay(attempt, exc.retry_after)
                 log.info(
                     "%s %s %s not taken (%s); retry %d/%d in %.1fs",
                     self.provider,
@@ -309,9 +315,7 @@ class HttpClient:
                 dest.unlink(missing_ok=True)  # noqa: ASYNC240 - a local unlink, microseconds
                 if not exc.retryable or attempt == attempts - 1:
                     raise
-                delay = backoff_delay(attempt, base=self.base_delay, cap=self.max_delay)
-                if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                    delay = min(exc.retry_after, self.max_server_delay)
+                delay = self.retry_delay(attempt, exc.retry_after)
                 log.info("%s download failed (%s); retry in %.1fs", self.provider, exc.detail, delay)
                 await self.sleep(delay)
         raise AssertionError("unreachable")

@@ -1,4 +1,4 @@
-"""Build the provider named in the settings. The only place that knows every provider class."""
+"""Build the configured providers. The only place that knows every provider class."""
 
 from __future__ import annotations
 
@@ -6,33 +6,80 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.catalogue import Catalogue
 from bot.config import Settings
 from bot.providers.base import VideoProvider
 from bot.providers.http import HttpClient, RequestHook
 
 
+def build_providers(
+    settings: Settings,
+    session: aiohttp.ClientSession,
+    catalogue: Catalogue,
+    *,
+    on_request: RequestHook | None = None,
+) -> dict[str, VideoProvider]:
+    """Every usable provider (``settings.providers``, in order of preference), by name.
+    ``on_request`` hears about each of their HTTP attempts (metrics)."""
+    providers: dict[str, VideoProvider] = {}
+    for name in settings.providers:
+        provider = build_provider(name, settings, session, catalogue)
+        # Every HTTP provider keeps its client in ``_http``: hooking it here spares each constructor a parameter.
+        http = getattr(provider, "_http", None)
+        if on_request is not None and isinstance(http, HttpClient):
+            http.on_request = on_request
+        providers[name] = provider
+    return providers
+
+
 def build_provider(
-    settings: Settings, session: aiohttp.ClientSession, *, on_request: RequestHook | None = None
+    name: str, settings: Settings, session: aiohttp.ClientSession, catalogue: Catalogue
 ) -> VideoProvider:
-    """The configured provider; ``on_request`` hears about each of its HTTP attempts (metrics)."""
-    provider = _build(settings, session)
-    # Every HTTP provider keeps its client in ``_http``: hooking it here spares each constructor a parameter.
-    http = getattr(provider, "_http", None)
-    if on_request is not None and isinstance(http, HttpClient):
-        http.on_request = on_request
-    return provider
-
-
-def _build(settings: Settings, session: aiohttp.ClientSession) -> VideoProvider:
-    name = settings.provider
     if name == "demo":
         from bot.providers.demo import DemoProvider
 
         return DemoProvider(work_dir=settings.data_dir / "demo")
+    if name == "fal":
+        from bot.providers.fal import FalProvider
+
+        return FalProvider(
+            session,
+            api_key=settings.fal_key.get(),
+            base_url=settings.fal_base_url,
+            jwks_url=settings.fal_jwks_url,
+            hosts=catalogue.hosts_for("fal"),
+            specs=catalogue.models,
+        )
+    if name == "replicate":
+        from bot.providers.replicate import ReplicateProvider
+
+        return ReplicateProvider(
+            session,
+            api_token=settings.replicate_api_token.get(),
+            base_url=settings.replicate_base_url,
+            hosts=catalogue.hosts_for("replicate"),
+            specs=catalogue.models,
+        )
+    if name == "runway":
+        from bot.providers.runway import RunwayProvider
+
+        return RunwayProvider(
+            session,
+            api_secret=settings.runwayml_api_secret.get(),
+            base_url=settings.runway_base_url,
+            hosts=catalogue.hosts_for("runway"),
+            specs=catalogue.models,
+        )
     if name == "segmind":
         from bot.providers.segmind import SegmindProvider
 
-        return SegmindProvider(session, api_key=settings.segmind_api_key.get(), base_url=settings.segmind_base_url)
+        return SegmindProvider(
+            session,
+            api_key=settings.segmind_api_key.get(),
+            base_url=settings.segmind_base_url,
+            hosts=catalogue.hosts_for("segmind"),
+            specs=catalogue.models,
+        )
     if name == "segmind-sync":
         from bot.providers.segmind_sync import SegmindSyncProvider
 
@@ -41,6 +88,8 @@ def _build(settings: Settings, session: aiohttp.ClientSession) -> VideoProvider:
             api_key=settings.segmind_api_key.get(),
             base_url=settings.segmind_base_url,
             work_dir=Path(settings.data_dir / "segmind-sync"),
+            hosts=catalogue.hosts_for("segmind-sync"),
+            specs=catalogue.models,
         )
     if name == "sora2api":
         from bot.providers.sora2api import Sora2ApiProvider

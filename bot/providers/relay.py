@@ -30,7 +30,16 @@ from bot.errors import (
     ProviderUnavailable,
     redact,
 )
-from bot.providers.base import LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest, is_portrait
+from bot.providers.base import (
+    LANDSCAPE,
+    PORTRAIT,
+    CallbackSupport,
+    Capabilities,
+    JobState,
+    JobStatus,
+    VideoRequest,
+    is_portrait,
+)
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient, error_message_from_body
 
@@ -46,6 +55,8 @@ CAPABILITIES = Capabilities(
     image_mode="url",
     image_must_match_size=True,
     reports_progress=True,
+    # Unsigned callbacks: bot/callbacks.py only wakes the job, which asks again. (Late-bound: defined below.)
+    callbacks=CallbackSupport(parse=lambda body: parse_callback(body)),
 )
 
 _QUEUED = frozenset({"NOT_START", "SUBMITTED", "QUEUED"})

@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.catalogue.spec import Host, ModelSpec
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, redact
-from bot.providers.base import ALL_SIZES, LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest
+from bot.providers.base import Capabilities, JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient, error_message_from_body
 
@@ -31,16 +32,29 @@ DEFAULT_BASE_URL = "https://api.segmind.com"
 _RESULT_CACHE_SIZE = 256
 
 
-def segmind_capabilities(*, resumable: bool = True, can_cancel: bool = False) -> Capabilities:
-    """What Segmind's sora-2 / sora-2-pro endpoints accept (seeds 000-002), shared by v1 and v2."""
+def segmind_capabilities(
+    hosts: Mapping[str, Host], specs: Mapping[str, ModelSpec], *, resumable: bool = True, can_cancel: bool = False
+) -> Capabilities:
+    """What Segmind can run: the catalogue models it hosts, with their sizes and durations.
+    Shared by v1 and v2."""
+    hosted = [specs[m] for m in hosts if m in specs]
     return Capabilities(
-        sizes={"sora-2": (PORTRAIT, LANDSCAPE), "sora-2-pro": ALL_SIZES},
-        seconds={"sora-2": (4, 8, 12), "sora-2-pro": (4, 8, 12)},
+        sizes={m.id: m.sizes for m in hosted},
+        seconds={m.id: m.durations for m in hosted},
         image_mode="url",
         can_cancel=can_cancel,
         resumable=resumable,
         reports_progress=False,
+        typical_seconds={m.id: m.typical_seconds for m in hosted},
     )
+
+
+def shipped_hosts(provider: str) -> tuple[dict[str, Host], Mapping[str, ModelSpec]]:
+    """The shipped catalogue's entries for ``provider`` (a provider built without a catalogue)."""
+    from bot.catalogue import load_catalogue
+
+    catalogue = load_catalogue()
+    return catalogue.hosts_for(provider), catalogue.models
 
 
 def validate_segmind(capabilities: Capabilities, request: VideoRequest) -> None:
@@ -53,8 +67,21 @@ def validate_segmind(capabilities: Capabilities, request: VideoRequest) -> None:
         )
 
 
-def request_body(request: VideoRequest) -> dict[str, Any]:
-    """The JSON body both API versions take. ``duration`` is an int, as the API reference types it."""
+def model_slug(request: VideoRequest, hosts: Mapping[str, Host]) -> str:
+    host = hosts.get(request.model)
+    return host.model_for(request) if host is not None else request.model
+
+
+def request_body(
+    request: VideoRequest, hosts: Mapping[str, Host] | None = None, specs: Mapping[str, ModelSpec] | None = None
+) -> dict[str, Any]:
+    """The JSON body both API versions take: the model's own fields from its catalogue entry, else
+    the Sora shape (``duration`` an int, as the API reference types it)."""
+    host = (hosts or {}).get(request.model)
+    spec = (specs or {}).get(request.model)
+    if host is not None and host.fields:
+        image = request.image.url if request.image is not None else None
+        return host.inputs(request, image=image, audio=spec.audio_for(request) if spec else None)
     body: dict[str, Any] = {"prompt": request.prompt, "duration": int(request.seconds), "size": request.size}
     if request.image is not None and request.image.url:
         body["input_reference"] = request.image.url
@@ -149,22 +176,29 @@ class SegmindProvider:
         base_url: str = DEFAULT_BASE_URL,
         retry_base_delay: float = 0.5,
         max_retries: int = 4,
+        hosts: Mapping[str, Host] | None = None,
+        specs: Mapping[str, ModelSpec] | None = None,
     ) -> None:
         self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         # Completed jobs' URLs, so polling again after COMPLETED costs no request. Bounded: LRU.
         self._result_urls: OrderedDict[str, str] = OrderedDict()
-        self.capabilities = segmind_capabilities()
+        if hosts is None or specs is None:
+            hosts, specs = shipped_hosts(self.name)
+        self._hosts, self._specs = hosts, specs
+        self.capabilities = segmind_capabilities(hosts, specs)
 
     def validate(self, request: VideoRequest) -> None:
         validate_segmind(self.capabilities, request)
 
     async def submit(self, request: VideoRequest) -> str:
         self.validate(request)
-        url = f"{self._base}/v2/{quote(request.model, safe='')}"
+        url = f"{self._base}/v2/{quote(model_slug(request, self._hosts), safe='')}"
         # No idempotency key: only "not taken" answers are re-sent (HttpClient.create).
-        resp = await self._http.create("POST", url, headers=self._headers, json_body=request_body(request))
+        resp = await self._http.create(
+            "POST", url, headers=self._headers, json_body=request_body(request, self._hosts, self._specs)
+        )
         body = resp.body if isinstance(resp.body, Mapping) else {}
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not request_id:

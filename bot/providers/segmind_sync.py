@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,12 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.catalogue.spec import Host, ModelSpec
 from bot.errors import (
     GenerationFailed,
     JobNotResumable,
     ProviderError,
     ProviderUnavailable,
-    RateLimited,
     ResultTooLarge,
     redact,
 )
@@ -33,15 +34,16 @@ from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,
-    backoff_delay,
     error_message_from_body,
     stream_to_file,
 )
 from bot.providers.segmind import (
     DEFAULT_BASE_URL,
+    model_slug,
     request_body,
     segmind_capabilities,
     segmind_http,
+    shipped_hosts,
     validate_segmind,
 )
 
@@ -76,8 +78,13 @@ class SegmindSyncProvider:
         stream_max_bytes: int = DEFAULT_STREAM_CAP,
         retry_base_delay: float = 0.5,
         max_retries: int = 4,
+        hosts: Mapping[str, Host] | None = None,
+        specs: Mapping[str, ModelSpec] | None = None,
     ) -> None:
         self._session = session
+        if hosts is None or specs is None:
+            hosts, specs = shipped_hosts(self.name)
+        self._hosts, self._specs = hosts, specs
         self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
@@ -87,7 +94,7 @@ class SegmindSyncProvider:
         self._stream_max_bytes = stream_max_bytes
         self._jobs: dict[str, _SyncJob] = {}
         self._swept = False
-        self.capabilities = segmind_capabilities(resumable=False, can_cancel=True)
+        self.capabilities = segmind_capabilities(hosts, specs, resumable=False, can_cancel=True)
 
     def validate(self, request: VideoRequest) -> None:
         validate_segmind(self.capabilities, request)
@@ -174,7 +181,7 @@ class SegmindSyncProvider:
             log.exception("segmind-sync job %s crashed", job_id)
 
     async def _call(self, request: VideoRequest, path: Path) -> None:
-        url = f"{self._base}/v1/{quote(request.model, safe='')}"
+        url = f"{self._base}/v1/{quote(model_slug(request, self._hosts), safe='')}"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=self._read_timeout)
         http = self._http
         for attempt in range(http.max_retries + 1):
@@ -183,7 +190,7 @@ class SegmindSyncProvider:
             # generation, so it fails the job instead of sending it twice.
             try:
                 async with self._session.post(
-                    url, json=request_body(request), headers=self._headers, timeout=timeout
+                    url, json=request_body(request, self._hosts, self._specs), headers=self._headers, timeout=timeout
                 ) as resp:
                     credits = resp.headers.get("x-remaining-credits")
                     if credits is not None:
@@ -203,9 +210,7 @@ class SegmindSyncProvider:
                 ) from exc
             if error.status not in CREATE_RETRY_STATUSES or attempt == http.max_retries:
                 raise error
-            delay = backoff_delay(attempt, base=http.base_delay, cap=http.max_delay)
-            if isinstance(error, RateLimited) and error.retry_after is not None:
-                delay = min(error.retry_after, http.max_server_delay)
+            delay = http.retry_delay(attempt, error.retry_after)
             log.info("segmind-sync call refused (%s); retry %d in %.1fs", error.detail, attempt + 1, delay)
             await http.sleep(delay)
 

@@ -29,7 +29,16 @@ from bot.errors import (
     ProviderUnavailable,
     redact,
 )
-from bot.providers.base import LANDSCAPE, PORTRAIT, Capabilities, JobState, JobStatus, VideoRequest, is_portrait
+from bot.providers.base import (
+    LANDSCAPE,
+    PORTRAIT,
+    CallbackSupport,
+    Capabilities,
+    JobState,
+    JobStatus,
+    VideoRequest,
+    is_portrait,
+)
 from bot.providers.failures import classify_failure
 from bot.providers.http import CREATE_RETRY_STATUSES, HttpClient
 
@@ -47,6 +56,8 @@ CAPABILITIES = Capabilities(
     seconds={"sora-2": _SECONDS, "sora-2-pro": _SECONDS},
     image_mode="url",
     reports_progress=False,
+    # Unsigned callbacks: bot/callbacks.py only wakes the job, which asks again. (Late-bound: defined below.)
+    callbacks=CallbackSupport(parse=lambda body: parse_callback(body)),
 )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.errors import InvalidRequest
 from bot.moderation.policy import MAX_BLOCKED_TERMS, BlockedTerm, GuildSettings, MatchMode
+from bot.storage.outage import raises_database_unavailable, sqlite_outage
 from bot.storage.repository import Repository
 
 # The scalar settings an admin may change, and the column each one lives in.
@@ -21,6 +22,7 @@ SCALAR_FIELDS = (
 )
 
 
+@raises_database_unavailable(sqlite_outage)
 class GuildSettingsRepository:
     def __init__(self, repo: Repository) -> None:
         self.repo = repo

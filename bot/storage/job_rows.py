@@ -19,6 +19,8 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
     data["state"] = State(data["state"])
     if "private" in data:
         data["private"] = bool(data["private"])  # SQLite stores booleans as 0/1
+    if data.get("audio") is not None:
+        data["audio"] = bool(data["audio"])
     return Job(**data)
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import statistics
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -17,6 +16,7 @@ from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, SpendingCaps
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
+from bot.storage.outage import raises_database_unavailable, sqlite_outage
 
 # How long BEGIN IMMEDIATE is retried when SQLite refuses it at once (see Repository._begin).
 BUSY_RETRY_SECONDS = 10.0
@@ -30,6 +30,7 @@ def _job(row: aiosqlite.Row) -> Job:
     return job_from_row({key: row[key] for key in row.keys()})
 
 
+@raises_database_unavailable(sqlite_outage)
 class Repository:
     """Jobs and the credit ledger on one SQLite connection."""
 
@@ -384,15 +385,15 @@ class Repository:
             )
         return cur.rowcount > 0
 
-    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
-        """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
+    async def recent_durations(self, provider: str, model: str, *, limit: int = 50) -> list[float]:
+        """Submit-to-finish seconds of the last ``limit`` successful jobs of ``provider`` and ``model``,
+        newest first: what the poll planner learns a model's completion times from."""
         async with self.db.execute(
             "SELECT finished_at - submitted_at FROM jobs WHERE provider = ? AND model = ? AND state = ?"
             " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT ?",
-            (provider, model, State.SUCCEEDED.value, sample),
+            (provider, model, State.SUCCEEDED.value, limit),
         ) as cur:
-            values = [r[0] for r in await cur.fetchall() if r[0] and r[0] > 0]
-        return statistics.median(values) if len(values) >= 3 else None
+            return [float(r[0]) for r in await cur.fetchall() if r[0] and r[0] > 0]
 
     # --- credits ----------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ class WebServer:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._answer(413, "body too large")
-        result = await self.callbacks.receive(request.match_info["secret"], body)
+        result = await self.callbacks.receive(request.match_info["secret"], body, request.headers)
         if result.job_id is not None and self.wake is not None:
             self.wake(result.job_id)
         return self._answer(result.status, result.reason)

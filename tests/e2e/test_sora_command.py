@@ -28,7 +28,11 @@ async def test_happy_path_posts_one_video_mentioning_only_the_requester(provider
         assert video.allowed_mentions is not None
         assert video.allowed_mentions.get("parse") == []
         assert [str(u) for u in video.allowed_mentions.get("users", [])] == [str(user)]
-        assert video.nonce, "the post must carry an idempotency nonce"
+        # The idempotency nonce is the job's own (a random one would not stop a repeat after a crash).
+        ((job_id,),) = w.db_rows("SELECT id FROM jobs")
+        assert video.nonce == f"sora-job-{job_id}"
+        (post,) = [r for r in w.discord.requests_to("/messages", "POST") if r.files]
+        assert post.json["nonce"] == f"sora-job-{job_id}" and post.json["enforce_nonce"] is True
         done = await w.wait_status("Done")
         assert done.components == [], "the Cancel button goes away when the job is over"
         assert w.submits() == (0 if provider == "demo" else 1)

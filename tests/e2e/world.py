@@ -13,8 +13,11 @@ from tests.e2e.harness import BotProcess
 from tests.fakes.base import FakeServer
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.discord.state import Interaction, Message
+from tests.fakes.fal import FakeFal
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
+from tests.fakes.replicate import FakeReplicate
+from tests.fakes.runway import FakeRunway
 from tests.fakes.segmind import FakeSegmind
 from tests.fakes.sora2api import FakeSora2Api
 
@@ -26,6 +29,8 @@ SUBMIT_PATHS = {
     "segmind": ("/v2/sora-2", "POST"),
     "segmind-sync": ("/v1/sora-2", "POST"),
     "sora2api": ("/generate", "POST"),
+    "replicate": ("/predictions", "POST"),  # /v1/models/{owner}/{name}/predictions
+    "runway": ("_to_video", "POST"),  # /v1/text_to_video or /v1/image_to_video
 }
 
 
@@ -38,6 +43,12 @@ def make_provider_fake(provider: str, **knobs: Any) -> FakeServer | None:
         return FakeSegmind(**{"run_seconds": 1.0, "sync_delay": 1.0, **knobs})
     if provider == "sora2api":
         return FakeSora2Api(**{"run_seconds": 1.0, **knobs})
+    if provider == "replicate":
+        return FakeReplicate(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
+    if provider == "runway":
+        return FakeRunway(**{"queue_seconds": 0.2, "run_seconds": 1.5, **knobs})
+    if provider == "fal":
+        return FakeFal(**{"queue_seconds": 0.2, "run_seconds": 1.0, **knobs})
     return None
 
 
@@ -48,9 +59,16 @@ def provider_env(provider: str, fake: FakeServer | None) -> dict[str, str]:
     elif isinstance(fake, FakeOpenAIVideos):
         env.update(OPENAI_BASE_URL=fake.base_url + "/v1", OPENAI_API_KEY=fake.api_key)
     elif isinstance(fake, FakeSegmind):
-        env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key)
+        # These worlds test Segmind's Sora wire path; tests of its live models pass model= explicitly.
+        env.update(SEGMIND_BASE_URL=fake.base_url, SEGMIND_API_KEY=fake.api_key, DEFAULT_MODEL="sora-2")
     elif isinstance(fake, FakeSora2Api):
         env.update(SORA2API_BASE_URL=fake.base_url, SORA2API_API_KEY=fake.api_key)
+    elif isinstance(fake, FakeReplicate):
+        env.update(REPLICATE_BASE_URL=fake.base_url, REPLICATE_API_TOKEN=fake.api_key)
+    elif isinstance(fake, FakeRunway):
+        env.update(RUNWAY_BASE_URL=fake.base_url, RUNWAYML_API_SECRET=fake.api_key)
+    elif isinstance(fake, FakeFal):
+        env.update(FAL_BASE_URL=fake.base_url, FAL_KEY=fake.api_key, FAL_JWKS_URL=fake.jwks_url)
     return env
 
 
@@ -92,7 +110,7 @@ class World:
         return [
             m
             for m in self.discord.messages(self.discord.channel.id)
-            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Sora video")
+            if m.embeds and str(m.embeds[0].get("title", "")).startswith("Video")
         ]
 
     async def wait_status(self, text: str, timeout: float = 60.0) -> Message:
@@ -109,6 +127,8 @@ class World:
     def submits(self) -> int:
         if self.video_fake is None:
             return 0
+        if isinstance(self.video_fake, FakeFal):  # one path per model: the fake keeps a list
+            return len(self.video_fake.submits)
         path, method = SUBMIT_PATHS[self.provider]
         return len([r for r in self.video_fake.requests_to(path, method) if r.path.endswith(path)])
 

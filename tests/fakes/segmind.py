@@ -24,7 +24,21 @@ SIZES = {
 }
 DEFAULT_SIZE = {"sora-2": "720x1280", "sora-2-pro": "1280x720"}
 DURATIONS = (4, 8, 12)
-COST = {"sora-2": 0.4, "sora-2-pro": 1.2}
+# Veo 3.1 on Segmind (PROVIDERS-LIVE.md §4): its own fields, duration an int.
+VEO_MODELS = ("veo-3.1", "veo-3.1-fast")
+VEO_FIELDS = {
+    "prompt",
+    "aspect_ratio",
+    "duration",
+    "resolution",
+    "generate_audio",
+    "negative_prompt",
+    "seed",
+    "image",
+    "last_frame",
+}
+VEO_DURATIONS = (4, 6, 8)
+COST = {"sora-2": 0.4, "sora-2-pro": 1.2, "veo-3.1": 3.2, "veo-3.1-fast": 1.2}
 
 
 @dataclass
@@ -63,6 +77,8 @@ class FakeSegmind(FakeServer):
         self.fail_with: str | None = None
         self.output_shape = "url"
         self.video_bytes: bytes | None = None
+        self.retired: set[str] = set()
+        """Slugs answered like unknown ones (404), as sora-2 is expected to be after 2026-09-24."""
         self.jobs: dict[str, FakeJob] = {}
         self._stopping = asyncio.Event()
         super().__init__()
@@ -108,7 +124,7 @@ class FakeSegmind(FakeServer):
         if request.content_type != "application/json":
             return self._error(406, "Content-Type must be application/json")
         model = request.match_info["model"]
-        if model not in SIZES:
+        if (model not in SIZES and model not in VEO_MODELS) or model in self.retired:
             return self._error(404, f"Model {model} not found")
         try:
             body = await request.json()
@@ -119,6 +135,9 @@ class FakeSegmind(FakeServer):
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             return self._error(400, "prompt is required")
+        if model in VEO_MODELS:
+            problem = _veo_problem(body)
+            return self._error(400, problem) if problem else (model, body)
         duration = body.get("duration", 8)
         try:
             duration = int(duration)  # the docs' own examples send "8"
@@ -254,3 +273,23 @@ class FakeSegmind(FakeServer):
         if request.match_info["request_id"] not in self.jobs:
             return web.Response(status=404, text="Not Found")
         return web.Response(body=self.video, content_type="video/mp4")
+
+
+def _veo_problem(body: dict[str, Any]) -> str | None:
+    """What a Veo 3.1 body gets wrong, as Segmind's validation would say it; None when it is fine."""
+    unknown = set(body) - VEO_FIELDS
+    if unknown:
+        return f"unknown fields {sorted(unknown)}"
+    if body.get("aspect_ratio", "16:9") not in ("16:9", "9:16"):
+        return "aspect_ratio must be 16:9 or 9:16"
+    duration = body.get("duration", 8)
+    if not isinstance(duration, int) or duration not in VEO_DURATIONS:
+        return f"duration must be one of {VEO_DURATIONS}"
+    if body.get("resolution", "720p") not in ("720p", "1080p"):
+        return "resolution must be 720p or 1080p"
+    if not isinstance(body.get("generate_audio", True), bool):
+        return "generate_audio must be a boolean"
+    for key in ("image", "last_frame"):
+        if key in body and not (isinstance(body[key], str) and body[key].startswith(("http://", "https://"))):
+            return f"{key} must be an image URL"
+    return None

@@ -160,5 +160,13 @@ async def test_random_sigkills_keep_every_invariant() -> None:
         print(summary)
         print("aims:", ", ".join(f"{aim} {hits[aim]}/{n}" for aim, n in sorted(aims.items())))
         assert "Traceback" not in log, w.bot.log_tail(80)
+    # An aim that misses its moment silently turns into a random kill: the trial would then no
+    # longer test what it claims. Allow the odd miss under load, never a habit.
+    aimed = {aim: n for aim, n in aims.items() if aim not in ("random", "at_startup")}
+    missed = {aim: f"{hits[aim]}/{n}" for aim, n in aimed.items() if hits[aim] < n - max(1, n // 4)}
+    assert not missed, f"aimed kills that missed their moment: {missed}"
+    assert sum(hits[aim] for aim in aimed) >= 0.8 * sum(aimed.values()), dict(hits)
+    if TRIALS >= 30:
+        assert set(aimed) == set(AIMS[1:-1]), f"some aims were never tried: {sorted(aimed)}"
     assert result.jobs >= TRIALS // 2, "too few jobs to say anything"
     assert result.succeeded > 0 and result.problems == [], "\n".join(result.problems)

@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.catalogue import Router
 from bot.credits.ledger import CreditPolicy
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
@@ -85,9 +86,18 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         notifier = RecordingNotifier()
         work_dir = tmp_path / "results"
         runner = JobRunner(
-            repo, provider, notifier, work_dir=work_dir, max_running=8, max_running_per_user=8, typical_job_seconds=0.5
+            repo,
+            {provider.name: provider},
+            notifier,
+            router=Router.for_providers([provider.name]),
+            work_dir=work_dir,
+            max_running=8,
+            max_running_per_user=8,
+            typical_job_seconds=0.5,
         )
-        service = JobService(repo, provider, runner, CreditPolicy(daily_credits=1000), data_dir=tmp_path)
+        service = JobService(
+            repo, {provider.name: provider}, runner.router, runner, CreditPolicy(daily_credits=1000), data_dir=tmp_path
+        )
         await runner.start()
         try:
             yield Rig(relay, repo, runner, service, notifier, work_dir)

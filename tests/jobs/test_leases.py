@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.catalogue import Router
 from bot.config import _parse
 from bot.credits.ledger import CreditPolicy
 from bot.errors import ConfigError, LeaseLost
@@ -161,10 +162,14 @@ async def bots(tmp_path: Path, http_session: aiohttp.ClientSession) -> AsyncIter
             provider = RelayProvider(http_session, api_key=KEY, base_url=relay.base_url, retry_base_delay=0.01)
             notifier = RecordingNotifier(tmp_path / f"delivered-{owner}")
             runner = JobRunner(
-                repo, provider, notifier, work_dir=tmp_path / f"results-{owner}", owner=owner,
+                repo, {provider.name: provider}, notifier, router=Router.for_providers([provider.name]),
+                work_dir=tmp_path / f"results-{owner}", owner=owner,
                 **{"typical_job_seconds": 1.0, "max_running": 4, "lease_seconds": 60.0, **options},
             )  # fmt: skip
-            service = JobService(repo, provider, runner, CreditPolicy(daily_credits=ALLOWANCE), data_dir=tmp_path)
+            service = JobService(
+                repo, {provider.name: provider}, runner.router, runner, CreditPolicy(daily_credits=ALLOWANCE),
+                data_dir=tmp_path,
+            )
             bot = Bot(repo, runner, service, notifier)
             made.append(bot)
             await runner.start()

@@ -22,7 +22,7 @@ Q, SUB, RUN, DL, DLV, OK, FAIL, CXL = (
 # Written out by hand from the diagram in bot/jobs/model.py, not derived from its tables.
 LEGAL: dict[State, set[State]] = {
     Q: {SUB, FAIL, CXL},
-    SUB: {RUN, FAIL, CXL},
+    SUB: {SUB, RUN, FAIL, CXL},  # SUB -> SUB: failover to another host of the model
     RUN: {RUN, DL, FAIL, CXL},  # RUN -> RUN: a progress update
     DL: {DL, DLV, FAIL, CXL},
     DLV: {DL, OK, FAIL, CXL},  # back to downloading when a restart finds the file gone

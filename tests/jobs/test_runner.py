@@ -10,7 +10,7 @@ import asyncio
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import aiohttp
 import av
 import pytest
 
+from bot.catalogue import Router
 from bot.credits.ledger import CreditPolicy
 from bot.errors import JobInterrupted, JobNotResumable, ProviderTimeout
 from bot.jobs.model import ACTIVE, Job, State
@@ -28,10 +29,12 @@ from bot.providers.base import VideoProvider, VideoRequest
 from bot.providers.demo import DemoProvider
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import PATH, RelayProvider
+from bot.providers.segmind import SegmindProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
+from tests.fakes.segmind import FakeSegmind
 from tests.fakes.videos import tiny_mp4
 
 KEY = "sk-relay-SECRET-runner-0123456789"
@@ -150,8 +153,22 @@ async def rigs(tmp_path: Path) -> AsyncIterator[RigFactory]:
         repo = Repository(await connect(tmp_path / "bot.db"))
         notifier = RecordingNotifier(tmp_path / "delivered")
         options: dict[str, Any] = {"typical_job_seconds": 1.0, "max_running": 4, "max_running_per_user": 1}
-        runner = JobRunner(repo, provider, notifier, work_dir=tmp_path / "results", **{**options, **runner_options})
-        service = JobService(repo, provider, runner, CreditPolicy(daily_credits=ALLOWANCE), data_dir=tmp_path)
+        runner = JobRunner(
+            repo,
+            {provider.name: provider},
+            notifier,
+            router=Router.for_providers([provider.name]),
+            work_dir=tmp_path / "results",
+            **{**options, **runner_options},
+        )
+        service = JobService(
+            repo,
+            {provider.name: provider},
+            runner.router,
+            runner,
+            CreditPolicy(daily_credits=ALLOWANCE),
+            data_dir=tmp_path,
+        )
         rig = Rig(repo, provider, notifier, runner, service)
         made.append(rig)
         if start:
@@ -211,6 +228,31 @@ async def test_happy_path(rigs: RigFactory, relay: FakeRelay, http_session: aioh
     [(delivered_id, path)] = rig.notifier.deliveries
     assert delivered_id == job.id and path.read_bytes() == tiny_mp4()
     assert not list((rig.runner.work_dir).glob("*.mp4"))
+
+
+async def test_without_a_typical_time_jobs_are_planned_from_what_earlier_ones_took(
+    rigs: RigFactory, http_session: aiohttp.ClientSession
+) -> None:
+    # Segmind reports no progress: only the completion-time distribution decides when to look.
+    async with FakeSegmind(api_key=KEY, queue_seconds=0.05, run_seconds=0.45) as fake:
+        provider = SegmindProvider(http_session, api_key=KEY, base_url=fake.base_url, retry_base_delay=0.01)
+        # A typical time of 10 s: a first look at 0.3 s, the next one not before 5 s.
+        provider.capabilities = replace(provider.capabilities, typical_seconds={"sora-2": 12.5})
+        rig = await rigs(provider, typical_job_seconds=None, start=False)
+        # Earlier jobs of this provider and model took about half a second (stored: a restart keeps them).
+        for took in (0.45, 0.5, 0.55, 0.5, 0.6):
+            past = await rig.repo.create_job(
+                provider=provider.name, user_id="u0", prompt="p", seconds=4, size="1280x720", model="sora-2"
+            )
+            past = past.moved(State.SUBMITTING, 1000.0).moved(State.RUNNING, 1000.0, provider_job_id="old")
+            past = past.moved(State.DOWNLOADING, 1000.0).moved(State.DELIVERING, 1000.0)
+            await rig.repo.save_job(past.moved(State.SUCCEEDED, 1000.0 + took))
+        await rig.runner.start()
+        queued = await rig.submit()
+        await rig.idle(timeout=4)  # planned from the 10 s prior, it would still be waiting
+        job = await rig.job(queued.id)
+        assert job.state is State.SUCCEEDED, job.error_message
+        assert len(fake.requests_to("/v2/requests/", "GET")) >= 2  # the first look came before the end
 
 
 async def test_demo_provider_end_to_end(rigs: RigFactory, tmp_path: Path) -> None:
@@ -582,3 +624,20 @@ async def test_restart_while_delivering_with_the_file_gone_downloads_again(
     assert len(relay.requests_to("/files/")) == 2
     assert after.notifier.states(job.id) == [State.DOWNLOADING, State.DELIVERING, State.SUCCEEDED]
     assert len(after.notifier.deliveries) == 1
+
+
+async def test_openai_poll_after_ms_spaces_the_status_checks(
+    rigs: RigFactory, http_session: aiohttp.ClientSession
+) -> None:
+    # The poller alone would look every 0.25 s (about 5 looks at this 1 s job); the server's
+    # 800 ms pacing hint, learned from the first answer, leaves room for at most 2 more.
+    async with FakeOpenAIVideos(run_seconds=1.0, poll_after_ms=800) as fake:
+        provider = OpenAIVideosProvider(
+            http_session, api_key=fake.api_key, base_url=f"{fake.base_url}/v1", retry_base_delay=0.01
+        )
+        rig = await rigs(provider)
+        queued = await rig.submit()
+        await rig.idle()
+        assert (await rig.job(queued.id)).state is State.SUCCEEDED
+        polls = [r for r in fake.requests_to("/v1/videos/", "GET") if not r.path.endswith("/content")]
+        assert 2 <= len(polls) <= 3, len(polls)

@@ -8,7 +8,7 @@ import time
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -133,26 +133,60 @@ def test_max_pixels_is_a_parameter() -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=300))
-def test_sniff_raises_only_media_error_on_arbitrary_bytes(data: bytes) -> None:
+def fully_decoded(data: bytes) -> tuple[str, int, int] | None:
+    """Pillow's own verdict, independent of sniff_image: format and size if the whole image decodes."""
     try:
-        sniff_image(data)
-    except MediaError:
-        pass
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return str(image.format), image.width, image.height
+    except Exception:  # any failure means "not a usable image"
+        return None
+
+
+_SAMPLES = [encode(Image.effect_noise((16, 12), 40).convert("RGB"), fmt) for fmt in ("PNG", "JPEG", "WEBP")]
+_CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_truncated_samples = st.sampled_from(_SAMPLES).flatmap(lambda d: st.integers(0, len(d)).map(lambda n: d[:n]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300), _truncated_samples))
+@example(_SAMPLES[0])
+@example(_SAMPLES[1])
+@example(_SAMPLES[2])
+def test_sniff_accepts_exactly_the_bytes_that_decode_whole(data: bytes) -> None:
+    """Arbitrary bytes and every prefix of a real PNG, JPEG and WebP: accepted if and only if Pillow
+    decodes the whole image, and then described as Pillow sees it; refused with MediaError otherwise."""
+    expected = fully_decoded(data)
+    try:
+        info = sniff_image(data)
+    except MediaError as err:
+        assert expected is None, f"a whole {expected} image was refused: {err.detail}"
+        assert err.user_message
+        return
+    assert expected is not None, f"accepted bytes Pillow cannot decode: {info}"
+    assert (info.format, info.width, info.height) == expected
+    assert info.content_type == _CONTENT_TYPES[info.format]
 
 
 _VALID_PNG = encode(Image.effect_noise((24, 24), 50).convert("RGB"), "PNG")
+_IHDR_END = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, 13 data bytes and CRC
 
 
 @settings(max_examples=150, deadline=None)
 @given(st.integers(min_value=8, max_value=len(_VALID_PNG) - 1), st.integers(min_value=0, max_value=255))
-def test_sniff_of_a_damaged_png_raises_only_media_error(position: int, value: int) -> None:
+def test_sniff_of_a_damaged_png_accepts_only_what_still_decodes(position: int, value: int) -> None:
     data = bytearray(_VALID_PNG)
     data[position] = value
+    expected = fully_decoded(bytes(data))
     try:
-        sniff_image(bytes(data))
+        info = sniff_image(bytes(data))
     except MediaError:
-        pass
+        assert expected is None, "a PNG that still decodes was refused"
+        return
+    # Damage to the header is always caught (its CRC); elsewhere a file that still decodes is fine.
+    assert position >= _IHDR_END or bytes(data) == _VALID_PNG
+    assert expected == ("PNG", 24, 24)
+    assert info == ImageInfo("PNG", 24, 24, "image/png")
 
 
 # --- declared metadata ---------------------------------------------------------------------------

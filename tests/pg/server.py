@@ -58,6 +58,19 @@ def _run(cmd: list[str], as_postgres: bool) -> None:
     subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=120)
 
 
+def start_server(bin_dir: Path, server: PgServer) -> None:
+    """``pg_ctl start`` on the server's port and data dir (again, after ``stop_server``)."""
+    options = f"-p {server.port} -k {server.data_dir} -c listen_addresses=127.0.0.1 {FAST}"
+    start = [str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-o", options, "-l", str(server.data_dir / "log")]
+    _run([*start, "-w", "start"], os.geteuid() == 0)
+
+
+def stop_server(bin_dir: Path, server: PgServer, mode: str = "fast") -> None:
+    """``pg_ctl stop``: ``fast`` ends every session ("terminating connection due to administrator
+    command") and refuses new ones, as a routine restart of a hosted server does."""
+    _run([str(bin_dir / "pg_ctl"), "-D", str(server.data_dir), "-m", mode, "-w", "stop"], os.geteuid() == 0)
+
+
 @contextlib.contextmanager
 def running_server(bin_dir: Path) -> Iterator[PgServer]:
     """Start a fresh cluster; stop it and delete its files afterwards."""
@@ -70,10 +83,8 @@ def running_server(bin_dir: Path) -> Iterator[PgServer]:
         _run(initdb, as_postgres)
         for attempt in range(5):  # another process may grab the free port before the server does
             port = _free_port()
-            options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 {FAST}"
             try:
-                start = [str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(data_dir / "log")]
-                _run([*start, "-w", "start"], as_postgres)
+                start_server(bin_dir, PgServer(port, data_dir))
                 break
             except subprocess.CalledProcessError:
                 if attempt == 4:
@@ -82,6 +93,7 @@ def running_server(bin_dir: Path) -> Iterator[PgServer]:
         try:
             yield PgServer(port, data_dir)
         finally:
-            _run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], as_postgres)
+            with contextlib.suppress(subprocess.CalledProcessError):  # a test may have left it stopped
+                _run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], as_postgres)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -45,10 +45,10 @@ from tests.storage.test_repository import (  # noqa: F401
     test_daily_pool_resets_the_next_utc_day,
     test_explicit_allowance_overrides_the_policy,
     test_insufficient_credits_writes_nothing_and_explains,
+    test_recent_durations_are_the_models_successes_newest_first,
     test_settle_capture_exactly_once,
     test_settle_of_a_free_job_or_bad_kind,
     test_settle_refund_exactly_once_restores_the_balance,
-    test_typical_duration_is_the_median_of_recent_successes,
     test_unknown_or_state_fields_are_refused,
 )
 from tests.storage.test_spending_caps import (  # noqa: F401

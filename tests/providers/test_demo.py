@@ -147,7 +147,6 @@ async def test_download_respects_the_cap(demo: DemoProvider, tmp_path: Path) -> 
     [
         (VideoRequest(prompt="x", seconds=4, size="1792x1024", model="sora-2"), "Size 1792x1024"),
         (VideoRequest(prompt="x", seconds=5), "5 s is not available"),
-        (VideoRequest(prompt="x", seconds=4, model="sora-3"), "Model 'sora-3'"),
         (VideoRequest(prompt="   ", seconds=4), "prompt is empty"),
         (VideoRequest(prompt="x" * 2001, seconds=4), "limit is 2000"),
     ],

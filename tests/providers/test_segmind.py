@@ -80,10 +80,40 @@ def submits(fake: FakeSegmind) -> list[RecordedRequest]:
 async def test_is_a_video_provider(provider: SegmindProvider) -> None:
     assert isinstance(provider, VideoProvider)
     caps = provider.capabilities
-    assert caps.sizes["sora-2"] == ("720x1280", "1280x720")
+    assert caps.sizes["sora-2"] == ("1280x720", "720x1280")
     assert set(caps.sizes["sora-2-pro"]) == {"720x1280", "1280x720", "1024x1792", "1792x1024"}
-    assert caps.seconds == {"sora-2": (4, 8, 12), "sora-2-pro": (4, 8, 12)}
+    assert caps.seconds == {
+        "veo-3.1-fast": (4, 6, 8),
+        "veo-3.1": (4, 6, 8),
+        "sora-2": (4, 8, 12),
+        "sora-2-pro": (4, 8, 12),
+    }
     assert (caps.image_mode, caps.can_cancel, caps.resumable, caps.reports_progress) == ("url", False, True, False)
+
+
+@pytest.mark.parametrize("model", ["veo-3.1", "veo-3.1-fast"])
+async def test_submit_maps_veo_fields_exactly(fake: FakeSegmind, provider: SegmindProvider, model: str) -> None:
+    """Veo 3.1 on Segmind: its own slug and fields (prompt, aspect_ratio, duration int, resolution,
+    generate_audio, image URL), never the Sora shape."""
+    image = ReferenceImage(data=b"png", url="https://cdn.example/ref.png")
+    await provider.submit(VideoRequest("a fox", 6, "1080x1920", model, image=image, audio=False))
+    sent = fake.requests_to(f"/v2/{model}", "POST")[-1]
+    assert sent.json() == {
+        "prompt": "a fox",
+        "duration": 6,
+        "aspect_ratio": "9:16",
+        "resolution": "1080p",
+        "generate_audio": False,
+        "image": "https://cdn.example/ref.png",
+    }
+    await provider.submit(VideoRequest("a fox", 8, "1280x720", model))
+    assert fake.requests_to(f"/v2/{model}", "POST")[-1].json() == {
+        "prompt": "a fox",
+        "duration": 8,
+        "aspect_ratio": "16:9",
+        "resolution": "720p",
+        "generate_audio": True,
+    }
 
 
 async def test_submit_maps_fields_exactly(fake: FakeSegmind, provider: SegmindProvider) -> None:
@@ -115,7 +145,7 @@ async def test_submit_without_image_sends_no_reference(fake: FakeSegmind, provid
 @pytest.mark.parametrize(
     ("request_", "allowed"),
     [
-        (VideoRequest(prompt="x", seconds=8, size="1024x1792", model="sora-2"), "720x1280 or 1280x720"),
+        (VideoRequest(prompt="x", seconds=8, size="1024x1792", model="sora-2"), "1280x720 or 720x1280"),
         (VideoRequest(prompt="x", seconds=25, size="1280x720", model="sora-2-pro"), "4 s, 8 s or 12 s"),
         (VideoRequest(prompt="x", seconds=8, model="sora-3"), "sora-2 or sora-2-pro"),
     ],

@@ -107,7 +107,7 @@ async def test_capabilities_and_protocol(provider: SegmindSyncProvider) -> None:
     assert provider.name == "segmind-sync"
     caps = provider.capabilities
     assert (caps.resumable, caps.can_cancel, caps.image_mode) == (False, True, "url")
-    assert caps.sizes["sora-2"] == ("720x1280", "1280x720")
+    assert caps.sizes["sora-2"] == ("1280x720", "720x1280")
 
 
 async def test_remaining_credits_logged(
@@ -196,7 +196,7 @@ async def test_cancel_stops_the_call(fake: FakeSegmind, provider: SegmindSyncPro
 async def test_validation_before_any_request(fake: FakeSegmind, provider: SegmindSyncProvider) -> None:
     with pytest.raises(InvalidRequest) as info:
         await provider.submit(VideoRequest(prompt="x", seconds=8, size="1024x1792", model="sora-2"))
-    assert "720x1280 or 1280x720" in info.value.user_message
+    assert "1280x720 or 720x1280" in info.value.user_message
     with pytest.raises(InvalidRequest) as info:
         await provider.submit(VideoRequest(prompt="x", seconds=25))
     assert "4 s, 8 s or 12 s" in info.value.user_message

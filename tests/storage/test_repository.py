@@ -112,15 +112,31 @@ async def test_unknown_or_state_fields_are_refused(repo: Repository) -> None:
     assert await count(repo, "jobs") == 1
 
 
-async def test_typical_duration_is_the_median_of_recent_successes(repo: Repository) -> None:
-    assert await repo.typical_duration("demo", "sora-2") is None
-    for took in (100.0, 300.0, 200.0):
-        job = await create(repo, 0)
+async def test_recent_durations_are_the_models_successes_newest_first(repo: Repository) -> None:
+    """What the poll planner learns from: kept in the database, so a restart keeps it."""
+
+    async def finished(took: float, *, provider: str = "demo", model: str = "sora-2", ok: bool = True) -> None:
+        job = await repo.create_job(
+            provider=provider, user_id="u1", prompt="a cat", seconds=4, size="1280x720", model=model, now=NOW
+        )
         job = job.moved(State.SUBMITTING, NOW).moved(State.RUNNING, NOW, provider_job_id="x")
-        job = job.moved(State.DOWNLOADING, NOW).moved(State.DELIVERING, NOW).moved(State.SUCCEEDED, NOW + took)
+        if ok:
+            job = job.moved(State.DOWNLOADING, NOW).moved(State.DELIVERING, NOW).moved(State.SUCCEEDED, NOW + took)
+        else:
+            job = job.moved(State.FAILED, NOW + took, error_message="no")
         await repo.save_job(job)
-    assert await repo.typical_duration("demo", "sora-2") == 200.0
-    assert await repo.typical_duration("demo", "sora-2-pro") is None
+
+    assert await repo.recent_durations("demo", "sora-2") == []
+    await finished(100.0)
+    await finished(50.0, ok=False)
+    await finished(300.0, model="sora-2-pro")
+    await finished(400.0, provider="segmind")
+    await finished(200.0)
+    await finished(150.0)
+    assert await repo.recent_durations("demo", "sora-2") == [150.0, 200.0, 100.0]
+    assert await repo.recent_durations("demo", "sora-2", limit=2) == [150.0, 200.0]
+    assert await repo.recent_durations("demo", "sora-2-pro") == [300.0]
+    assert await repo.recent_durations("segmind", "sora-2") == [400.0]
 
 
 # --- credits ----------------------------------------------------------------------------------
@@ -214,9 +230,11 @@ async def test_cancelled_begin_leaves_no_open_transaction(repo: Repository) -> N
     await asyncio.sleep(0)  # the task is now waiting on its BEGIN
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert await repo.settle(job.id, "refund", now=NOW) in (True, False)
+    # The cancelled capture was rolled back whole: the job is still unsettled, so the refund lands.
+    assert await repo.settle(job.id, "refund", now=NOW) is True
     assert not repo.db.in_transaction
-    assert await total(repo) in (6, 10)
+    assert await repo.settlements(job.id) == {"reserve": 4, "refund": 4}
+    assert await total(repo) == 10
 
 
 # --- concurrency ------------------------------------------------------------------------------

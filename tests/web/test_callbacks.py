@@ -20,6 +20,7 @@ from bot.callbacks import Callbacks, digest
 from bot.jobs.model import Job, State
 from bot.metrics import Metrics
 from bot.providers.base import VideoRequest
+from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import RelayProvider
 from bot.providers.sora2api import Sora2ApiProvider
 from bot.storage.db import connect
@@ -66,15 +67,23 @@ class Bot:
 async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     repo = Repository(await connect(tmp_path / "bot.db"))
     woken: list[int] = []
-    server = WebServer(
-        host="127.0.0.1", port=0, metrics=Metrics(), checks={}, callbacks=Callbacks(repo, BASE), wake=woken.append
-    )
-    await server.start()
-    try:
-        yield Bot(repo, server, woken, tmp_path / "bot.db")
-    finally:
-        await server.stop()
-        await repo.close()
+    async with aiohttp.ClientSession() as session:
+        # The providers that declare callbacks (the openai one does not); no request is ever sent.
+        providers = {
+            "relay": RelayProvider(session, api_key="k", base_url="http://127.0.0.1:9"),
+            "sora2api": Sora2ApiProvider(session, api_key="k", base_url="http://127.0.0.1:9"),
+            "openai": OpenAIVideosProvider(session, api_key="k", base_url="http://127.0.0.1:9"),
+        }
+        callbacks = Callbacks(repo, BASE, providers)
+        server = WebServer(
+            host="127.0.0.1", port=0, metrics=Metrics(), checks={}, callbacks=callbacks, wake=woken.append
+        )
+        await server.start()
+        try:
+            yield Bot(repo, server, woken, tmp_path / "bot.db")
+        finally:
+            await server.stop()
+            await repo.close()
 
 
 async def post(url: str, body: Any) -> tuple[int, dict[str, Any]]:

@@ -8,9 +8,11 @@ from typing import Any
 from bot.errors import InvalidRequest
 from bot.moderation.policy import MAX_BLOCKED_TERMS, BlockedTerm, GuildSettings, MatchMode
 from bot.storage.guilds import SCALAR_FIELDS
+from bot.storage.outage import postgres_outage, raises_database_unavailable
 from bot.storage.postgres.repository import GUILD_TERMS_LOCK_SPACE, PostgresRepository, _changed
 
 
+@raises_database_unavailable(postgres_outage)
 class PostgresGuildSettings:
     def __init__(self, repo: PostgresRepository) -> None:
         self.repo = repo

@@ -13,7 +13,6 @@ connection, so the read-check-write steps take explicit locks instead:
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -24,6 +23,7 @@ from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, SpendingCaps
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
+from bot.storage.outage import postgres_outage, raises_database_unavailable
 
 _UNFINISHED = [s.value for s in State if s not in TERMINAL]
 _TERMINAL = [s.value for s in TERMINAL]
@@ -53,6 +53,7 @@ def _changed(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+@raises_database_unavailable(postgres_outage)
 class PostgresRepository:
     """Jobs and the credit ledger on an asyncpg pool."""
 
@@ -353,18 +354,18 @@ class PostgresRepository:
         )
         return _changed(status) > 0
 
-    async def typical_duration(self, provider: str, model: str, *, sample: int = 20) -> float | None:
-        """Median wall time of the last ``sample`` successful jobs, to seed the poller."""
+    async def recent_durations(self, provider: str, model: str, *, limit: int = 50) -> list[float]:
+        """Submit-to-finish seconds of the last ``limit`` successful jobs of ``provider`` and ``model``,
+        newest first: what the poll planner learns a model's completion times from."""
         rows = await self.pool.fetch(
             "SELECT finished_at - submitted_at FROM jobs WHERE provider = $1 AND model = $2 AND state = $3"
             " AND submitted_at IS NOT NULL AND finished_at IS NOT NULL ORDER BY id DESC LIMIT $4",
             provider,
             model,
             State.SUCCEEDED.value,
-            sample,
+            limit,
         )
-        values = [r[0] for r in rows if r[0] and r[0] > 0]
-        return statistics.median(values) if len(values) >= 3 else None
+        return [float(r[0]) for r in rows if r[0] and r[0] > 0]
 
     # --- credits ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -464,6 +465,8 @@ class Rest:
         channel = self.channel(request)
         self.require(channel, VIEW_CHANNEL)
         headers = self.rate_limit(f"edit:{channel.id}", self.fake.edit_rule)
+        if self.fake.edit_delay:
+            await asyncio.sleep(self.fake.edit_delay)
         msg = self.find_message(channel, request)
         if msg.author.id != self.fake.bot_user.id:
             raise ApiError(403, "Cannot edit a message authored by another user", 50005)

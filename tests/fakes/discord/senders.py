@@ -118,6 +118,34 @@ class InteractionSender:
             2, data, uid, guild_id, channel_id, permissions, locale, attachment_size_limit, dm=dm
         )
 
+    async def send_autocomplete(
+        self,
+        *,
+        command: str,
+        focused: str,
+        options: dict[str, Any] | None = None,
+        user_id: int | None = None,
+        guild_id: int | None = None,
+        channel_id: int | None = None,
+    ) -> Interaction:
+        """What a client sends while a member types option ``focused`` (type 4). The bot answers with
+        callback type 8 and ``callback_data = {"choices": [...]}``."""
+        guild_id = guild_id or self.guild.id
+        cmd = self.find_command(command, guild_id)
+        opts = self._options(cmd, options or {}, {})
+        for opt in opts:
+            if opt["name"] == focused:
+                opt["focused"] = True
+                opt["type"] = 3 if isinstance(opt.get("value"), str) else opt["type"]
+        data: dict[str, Any] = {
+            "id": cmd["id"] if cmd else str(self.snowflakes.next()),
+            "name": command,
+            "type": 1,
+            "options": opts,
+        }
+        uid = user_id or self.user.id
+        return await self._dispatch_interaction(4, data, uid, guild_id, channel_id, None, "en-US", None)
+
     async def send_component(
         self,
         message_id: int,

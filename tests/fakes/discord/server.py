@@ -31,6 +31,8 @@ Knobs (plain attributes unless noted):
                                ``expire_all_tokens()`` end it now → webhook routes 401 code 50027.
   nonce_window                 300 s: a repeated (channel, nonce) with enforce_nonce returns the earlier message.
   dispatch_message_events      True: MESSAGE_CREATE/UPDATE/DELETE go to the bot over the gateway.
+  edit_delay                   0.0 s: each message PATCH takes this long (a slow Discord), so overlapping
+                               edits of one message show in ``max_edits_in_flight`` ({path: most at once}).
   inject(status, body, times=, headers=, path_contains=, method=, drop_connection=, delay=)
                                canned answers for the next matching REST requests (a 429 gets Via and
                                Retry-After headers, and a default rate-limit body when ``body`` is None).
@@ -47,6 +49,7 @@ Interactions (each returns an ``Interaction`` record, see state.py, filled in as
                          channel_id=, attachments={id: payload} or [payload], attachment_size_limit=,
                          permissions=, locale=, dm=False)
   (raises PermissionError if the synced command's default_member_permissions hide it from the user)
+  await send_autocomplete(command=, focused=, options={"name": "typed"})  autocomplete (type 4 → callback 8)
   await send_component(message_id, custom_id, component_type=2, values=None, ...)   button/select
                          (on any live message, ephemeral ones included)
   await send_modal_submit(custom_id, values, modal=None, ...)                        modal submit
@@ -70,7 +73,7 @@ import logging
 import mimetypes
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -138,6 +141,9 @@ class FakeDiscord(InteractionSender, Recorder):
         """Guilds the bot left; they stay in ``guilds`` (the users are still there) but not at IDENTIFY."""
         self.requests: list[RequestRecord] = []
         self.faults: deque[Fault] = deque()
+        self.edit_delay = 0.0
+        self.edits_in_flight: Counter[str] = Counter()
+        self.max_edits_in_flight: Counter[str] = Counter()
         self._nonces: dict[tuple[int, str], tuple[Message, float]] = {}
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
