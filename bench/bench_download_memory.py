@@ -74,7 +74,7 @@ async def measure(size_mib: int) -> dict[str, float]:
     runner, base = await serve()
     try:
         async with aiohttp.ClientSession() as session:
-            client = HttpClient(session, provider="bench", max_retries=0)
+            client = HttpClient(session, provider="bench", max_retries=0, base_url=base)
             with tempfile.TemporaryDirectory() as tmp:
                 # Warm up with 1 MiB: first-request allocations are not what we measure. Kept small, so
                 # memory that grew with the body could not be reused from the warm-up's freed arenas.

@@ -69,6 +69,7 @@ BENCHES = (
         "Recovery from a PostgreSQL outage mid-job",
         "video posted < 5 s after it could first be",
     ),
+    Bench("images", "bench.bench_image_memory", "Peak memory preparing a 6300x6300 reference image", "< 200 MiB"),
 )
 
 

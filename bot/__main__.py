@@ -1,4 +1,5 @@
-"""``python -m bot`` runs the Discord bot; ``python -m bot generate ...`` makes one video from the terminal."""
+"""``python -m bot`` runs the Discord bot (or, with no DISCORD_TOKEN, the local playground);
+``python -m bot playground`` the playground explicitly; ``python -m bot generate ...`` one video in the terminal."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cli.add_arguments(commands.add_parser("generate", help="make one video without Discord"))
     commands.add_parser("models", help="list the model catalogue and what the configured providers can run")
+    commands.add_parser("playground", help="/sora in a local browser page, without Discord")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -25,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc.detail}", file=sys.stderr)
         return 2
     setup_logging(
-        settings.log_level if args.command is None else "WARNING", fmt=settings.log_format, secrets=settings.secrets()
+        settings.log_level if args.command in (None, "playground") else "WARNING",
+        fmt=settings.log_format,
+        secrets=settings.secrets(),
     )
     if args.command == "generate":
         return asyncio.run(cli.generate(args, settings))
@@ -35,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"configuration error: {exc.detail}", file=sys.stderr)
             return 2
+    if args.command == "playground" or not settings.discord_token:
+        from bot.playground.app import run_playground
+
+        reason = "open it in a browser; Ctrl+C stops"
+        if args.command is None:
+            reason = "DISCORD_TOKEN is not set, so /sora runs in this page; README: 'Put it in your Discord server'"
+        return run_playground(settings, reason=reason)
     from bot.discord_app import run_bot
 
     return run_bot(settings)

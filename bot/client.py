@@ -105,6 +105,7 @@ class SoraBot(commands.Bot):
             checks={"gateway": self._gateway_connected, "database": database_ok},
             callbacks=pipeline.callbacks,
             wake=pipeline.runner.wake,
+            metrics_token=self.settings.metrics_token.get() or None,
         )
         await self.web.start()
         self._stack.push_async_callback(self.web.stop)

@@ -134,6 +134,8 @@ class Settings:
     http_host: str = "127.0.0.1"
     public_base_url: str = ""
     """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
+    metrics_token: Secret = Secret("")
+    """When set, ``/metrics`` answers only requests with ``Authorization: Bearer <token>``."""
 
     def __post_init__(self) -> None:
         if not self.providers:  # Settings(provider="relay") in tests and tools: that one alone
@@ -292,6 +294,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
         http_port=http_port,
         http_host=get("HTTP_HOST", "127.0.0.1"),
         public_base_url=url("PUBLIC_BASE_URL"),
+        metrics_token=Secret(get("METRICS_TOKEN")),
     )
 
 

@@ -167,6 +167,23 @@ class ResultTooLarge(ProviderError):
     user_message = "The finished video was too large to download. Your credits were refunded."
 
 
+class UnsafeResultUrl(ProviderError):
+    """The provider's result link (or a redirect after it) points somewhere the bot will not go:
+    a private or local address, plain http off the provider's own origin, too many redirects."""
+
+    user_message = (
+        "The video provider sent a result link the bot will not open (it points to a private or unsafe "
+        "address). Your credits were refunded."
+    )
+
+
+class ResultNotAVideo(ProviderError):
+    """The provider's result is not a video the bot will post (not MP4/MOV/WebM, beyond the size,
+    length or frame caps, or too costly to read)."""
+
+    user_message = "The video provider returned a file that is not a playable video. Your credits were refunded."
+
+
 class JobNotResumable(ProviderError):
     """A job whose provider cannot be asked again after a restart (segmind-sync, demo)."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import discord
@@ -23,6 +22,7 @@ from bot.discord_ui.starter import job_link
 from bot.discord_ui.status import status_embed
 from bot.discord_ui.views import may_manage
 from bot.errors import BotError
+from bot.jobs.lineage import can_remix_natively
 from bot.jobs.model import Job, State
 from bot.media.video import last_frame_async
 from bot.providers.base import ReferenceImage, VideoRequest
@@ -134,7 +134,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         pipeline = self.bot.require_pipeline()
         request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model, audio=source.audio)
         native = None
-        if _can_remix_natively(source, request, pipeline.providers.get(source.provider)):
+        if can_remix_natively(source, request, pipeline.providers.get(source.provider)):
             native = source.provider_job_id  # the provider keeps the length, size and first frame
             reference = None
         else:
@@ -147,7 +147,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         request = VideoRequest(submit.prompt, submit.seconds(), submit.frame_size(), source.model, audio=source.audio)
         pipeline.service.validate(request)  # a wrong size or length is refused before any download
         frame = await self._last_frame(source)
-        reference = await pipeline.service.fit_reference(frame, request.size)
+        reference = await pipeline.service.fit_reference(frame, request.size, user_id=str(interaction.user.id))
         await self._start(interaction, source, request, "continue", reference=reference)
 
     async def _delete(self, interaction: discord.Interaction[SoraBot], source: Job) -> None:
@@ -305,15 +305,6 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         if data is None:
             return None
         return await service.fit_reference(data, size)
-
-
-def _can_remix_natively(source: Job, request: VideoRequest, provider: object) -> bool:
-    """The provider's own remix works on a video it still holds, and keeps its length and size."""
-    if getattr(provider, "remix", None) is None or getattr(provider, "name", None) != source.provider:
-        return False
-    if not source.provider_job_id or (source.result_expires_at and source.result_expires_at <= time.time()):
-        return False
-    return (request.seconds, request.size, request.model) == (source.seconds, source.size, source.model)
 
 
 def _write_temp(folder: Path, data: bytes) -> Path:

@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import SoraBot
+from bot.discord_ui.links import shown
 from bot.discord_ui.status import short
 from bot.errors import BotError
 from bot.jobs.model import Job, State
@@ -43,7 +44,7 @@ def describe(job: Job, *, show_requester: bool = False) -> str:
     if job.result_message_id and job.result_deleted_at:
         where = " — video deleted"
     elif job.state is State.SUCCEEDED and job.result_url and job.result_channel_id:
-        where = f" — [video]({job.result_url})"
+        where = f" — video: {shown(job.result_url)}"
     elif job.guild_id and job.channel_id and job.status_message_id:
         where = f" — [status](https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.status_message_id})"
     progress = f" {job.progress:.0f}%" if job.state == "running" and job.progress is not None else ""

@@ -19,9 +19,13 @@ from typing import Any
 
 import discord
 
+from bot.bounded import RecentSet
+
 log = logging.getLogger(__name__)
 
 EditFn = Callable[[dict[str, Any]], Awaitable[object]]
+MAX_DEAD_MESSAGES = 10_000
+"""Dead message ids remembered; an older one touched again costs at most one more 404."""
 
 
 @dataclass
@@ -53,7 +57,7 @@ class EditCoalescer:
         self._sleep = sleep
         self._slots: dict[int, _Slot] = {}
         self._channel_free_at: dict[int, float] = {}
-        self.dead: set[int] = set()
+        self.dead: RecentSet[int] = RecentSet(MAX_DEAD_MESSAGES)
         self.edits_sent = 0
 
     def submit(
@@ -84,6 +88,12 @@ class EditCoalescer:
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(self._pump(message_id, slot), name=f"edit-{message_id}")
 
+    def _forget_idle_channels(self, now: float) -> None:
+        """A channel whose gap has passed needs no entry (missing means free): keeps the map small."""
+        if len(self._channel_free_at) > 1024:
+            for channel_id in [c for c, free_at in self._channel_free_at.items() if free_at <= now]:
+                del self._channel_free_at[channel_id]
+
     async def aclose(self) -> None:
         tasks = [s.task for s in self._slots.values() if s.task is not None]
         for task in tasks:
@@ -100,6 +110,7 @@ class EditCoalescer:
                 await self._wait(slot, ready_at - now)
                 continue  # newer content (or urgency) may have arrived meanwhile
             payload, slot.pending, slot.urgent = slot.pending, None, False
+            self._forget_idle_channels(now)
             self._channel_free_at[slot.channel_id] = now + self.channel_gap
             slot.last_edit = now
             try:

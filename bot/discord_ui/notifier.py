@@ -12,6 +12,7 @@ import aiohttp
 import discord
 
 from bot.discord_ui.coalescer import EditCoalescer
+from bot.discord_ui.links import safe_url, shown
 from bot.discord_ui.result_views import result_view
 from bot.discord_ui.status import prompt_text, render_key, settings_line, status_embed
 from bot.discord_ui.views import job_view
@@ -97,7 +98,7 @@ class DiscordNotifier:
             embed.add_field(name="By", value=f"<@{job.user_id}> ({job.user_id})", inline=True)
             embed.add_field(name="Settings", value=settings_line(job), inline=True)
             embed.add_field(name="Cost", value=f"{job.cost} credits", inline=True)
-            result = job.result_url or "—"
+            result = shown(job.result_url, "—")
             embed.add_field(name="Result", value=f"{result} (sent privately)" if job.private else result, inline=False)
             await channel.send(
                 embed=embed, nonce=f"sora-audit-{job.id}"[:25], allowed_mentions=discord.AllowedMentions.none()
@@ -128,7 +129,8 @@ class DiscordNotifier:
         source = await pipeline.repo.get_job(job.source_job_id)
         if source is None or source.result_deleted_at or source.state is not State.SUCCEEDED:
             return f"video #{job.source_job_id}"
-        return f"[video #{source.id}]({source.result_url})" if source.result_url else f"video #{source.id}"
+        link = safe_url(source.result_url)
+        return f"video #{source.id} (<{link}>)" if link else f"video #{source.id}"
 
     # --- delivery -------------------------------------------------------------------------------
 
@@ -271,9 +273,10 @@ class DiscordNotifier:
             content += f" It continues {extra.continues}."
         view = result_view(job, uploaded=upload is not None)
         if upload is None:
-            if not job.result_url:
-                raise DeliveryFailed(f"job {job.id}: too large to upload and no link to share")
-            content += f"\nIt is too large to upload here; download it from the provider: {job.result_url}"
+            link = safe_url(job.result_url)
+            if not link:
+                raise DeliveryFailed(f"job {job.id}: too large to upload and no usable link to share")
+            content += f"\nIt is too large to upload here; download it from the provider: <{link}>"
             if job.result_expires_at:
                 content += f" (link expires <t:{int(job.result_expires_at)}:R>)"
             return await channel.send(

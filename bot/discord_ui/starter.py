@@ -75,7 +75,9 @@ class JobStarter:
                 max_bytes=self.bot.settings.max_image_bytes,
             )
             # Attachment URLs expire: the bytes are fetched now and kept with the job.
-            reference = await service.fit_reference(await attachment.read(), request.size)
+            reference = await service.fit_reference(
+                await attachment.read(), request.size, user_id=str(interaction.user.id)
+            )
         channel: discord.abc.Messageable | None
         if source is not None and source.channel_id:
             channel = self.bot.get_partial_messageable(

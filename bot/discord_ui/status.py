@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import discord
 
+from bot.discord_ui.links import shown
+from bot.jobs.describe import HEADLINES, cost_line, lineage_line, provider_line, settings_line
 from bot.jobs.model import Job, State
-from bot.providers.base import is_portrait
 
 BAR_CELLS = 20
 _COLOURS = {
     State.SUCCEEDED: discord.Colour.green(),
     State.FAILED: discord.Colour.red(),
     State.CANCELLED: discord.Colour.light_grey(),
-}
-_HEADLINES = {
-    State.QUEUED: "⏳ Queued",
-    State.SUBMITTING: "📨 Sending to the video provider",
-    State.RUNNING: "🎬 Generating",
-    State.DOWNLOADING: "⬇️ Downloading the result",
-    State.DELIVERING: "📤 Posting the video",
-    State.SUCCEEDED: "✅ Done",
-    State.FAILED: "❌ Failed",
-    State.CANCELLED: "🚫 Cancelled",
 }
 
 
@@ -34,19 +25,6 @@ def short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def settings_line(job: Job) -> str:
-    shape = "portrait" if is_portrait(job.size) else "landscape"
-    sound = "" if job.audio is None else (" · with sound" if job.audio else " · silent")
-    return f"{job.model} · {job.seconds} s · {job.size} ({shape}){sound}"
-
-
-def provider_line(job: Job) -> str:
-    """Which provider makes the video, and the one it first went to when it had to move."""
-    if job.failover_from:
-        return f"{job.provider} ({job.failover_from} could not take it, so it moved)"
-    return job.provider
-
-
 def elapsed(job: Job) -> str:
     """Running jobs show Discord's live relative timestamp (it ticks in every client without a
     single edit, so no edit budget is spent on a clock); finished ones show the total."""
@@ -57,7 +35,7 @@ def elapsed(job: Job) -> str:
 
 
 def state_line(job: Job) -> str:
-    headline = _HEADLINES[job.state]
+    headline = HEADLINES[job.state]
     if job.state is State.QUEUED and job.queue_position:
         return f"{headline} — position {job.queue_position} in line"
     if job.state is State.RUNNING:
@@ -72,7 +50,6 @@ def state_line(job: Job) -> str:
 
 
 PRIVATE_NOTE = "🔒 Private request: the prompt and the video go to the requester by direct message."
-_KIND_WORDS = {"retry": "Retry of", "remix": "Remix of", "continue": "Continues"}
 
 
 def prompt_text(job: Job) -> str:
@@ -80,21 +57,6 @@ def prompt_text(job: Job) -> str:
     if job.private:
         return PRIVATE_NOTE
     return short(discord.utils.escape_markdown(job.prompt), 1500)
-
-
-def lineage_line(job: Job) -> str | None:
-    """ "Retry of video #5" and the like; None for a plain /sora job."""
-    word = _KIND_WORDS.get(job.kind)
-    return f"{word} video #{job.source_job_id}" if word and job.source_job_id else None
-
-
-def cost_line(job: Job) -> str:
-    """What the job costs: reserved while it runs, charged once done, refunded if it did not finish."""
-    if job.state is State.SUCCEEDED:
-        return f"{job.cost} credits charged"
-    if job.state.terminal:
-        return f"{job.cost} credits, refunded" if job.cost else "0 credits"
-    return f"{job.cost} credits reserved"
 
 
 def status_embed(job: Job, *, balance_left: int | None = None) -> discord.Embed:
@@ -118,7 +80,7 @@ def status_embed(job: Job, *, balance_left: int | None = None) -> discord.Embed:
     embed.add_field(name="Time", value=elapsed(job), inline=True)
     embed.add_field(name="Status", value=short(state_line(job), 1000), inline=False)
     if job.state is State.SUCCEEDED and job.result_url:
-        embed.add_field(name="Video", value="deleted" if job.result_deleted_at else job.result_url, inline=False)
+        embed.add_field(name="Video", value="deleted" if job.result_deleted_at else shown(job.result_url), inline=False)
     if job.delivery_note:
         embed.set_footer(text=short(job.delivery_note, 300))
     return embed

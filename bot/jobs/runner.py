@@ -46,6 +46,7 @@ from bot.jobs.notifier import Notifier
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
 from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
+from bot.media.video import check_result_async
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
 
@@ -446,6 +447,7 @@ class JobRunner:
         if job.state is State.DOWNLOADING:
             assert job.provider_job_id is not None  # noqa: S101 - stored with RUNNING
             await self._provider(job).download(job.provider_job_id, status, path, self.max_result_bytes)
+            await check_result_async(path)  # only real videos are posted: refused ones are refunded
             job = await self._move(job, State.DELIVERING)
         delivery = await self.notifier.deliver(job, path)
         done = job.moved(

@@ -13,6 +13,7 @@ from bot.catalogue import Router
 from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
+from bot.media.gate import ImageGate
 from bot.media.images import prepare_reference
 from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
 from bot.storage.repository import Repository
@@ -59,6 +60,7 @@ class JobService:
         self.charge = charge
         self.caps = caps or SpendingCaps()
         """The operator's daily caps, checked in the reserving transaction."""
+        self.images = ImageGate()
 
     def validate(self, request: VideoRequest) -> None:
         """Raise InvalidRequest, naming what is allowed, for anything the request's model (and the
@@ -86,9 +88,10 @@ class JobService:
         daily = self.policy.daily_credits if allowance is None else allowance
         return await self.repo.balance(guild_id or "", user_id, daily)
 
-    async def fit_reference(self, data: bytes, size: str) -> ReferenceImage:
-        """Validate a reference image by its bytes and fit it to ``size`` (off the event loop)."""
-        return await asyncio.to_thread(prepare_reference, data, size)
+    async def fit_reference(self, data: bytes, size: str, *, user_id: str | None = None) -> ReferenceImage:
+        """Validate a reference image by its bytes and fit it to ``size`` (off the event loop, bounded;
+        ``user_id``: one preparation in flight per member)."""
+        return await self.images.run(user_id, lambda: prepare_reference(data, size))
 
     async def submit(
         self,

@@ -1,7 +1,9 @@
 """Reference images: identify them by their bytes, refuse what a provider cannot take, fit them to a size.
 
-Everything here is pure and synchronous (CPU work); callers in the event loop use the ``*_async``
-wrappers, which run the work in a thread.
+Everything here is pure and synchronous (CPU work); callers in the event loop go through
+:class:`bot.media.gate.ImageGate`, which runs it in a thread, a bounded number at a time and one per member.
+Memory stays bounded too: a JPEG is decoded at a reduced scale (``draft``) and any image is reduced
+(box filter) towards the target size before the colour work, so only the decode itself is full size.
 
 Choices a user may notice:
 
@@ -16,9 +18,9 @@ Choices a user may notice:
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +36,11 @@ MAX_PIXELS = 40_000_000
 """Largest width*height we decode (a 40 MP photo is ~120 MB of RGB in memory)."""
 
 FitMode = Literal["crop", "letterbox"]
+
+_REDUCIBLE_MODES = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
+_BAND_ROWS = 64
+# EXIF orientations that swap width and height.
+_SIDEWAYS = frozenset({5, 6, 7, 8})
 
 _NOT_AN_IMAGE = "That attachment is not an image (PNG, JPEG or WebP)."
 _CONTENT_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
@@ -98,8 +105,16 @@ def fit_image(data: bytes, width: int, height: int, *, mode: FitMode = "crop", m
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"bad target size {width}x{height}")
-    with _open_checked(data, max_pixels) as image:
-        rgb = _to_rgb(_upright(image))
+    image = _open_checked(data, max_pixels, target=(width, height, mode))
+    try:
+        reduced = _reduce(image, width, height, mode)
+        if reduced is None:
+            rgb = _to_rgb(_upright(image))
+    finally:
+        image.close()  # frees the full-size pixels now (leaving a ``with`` block only closes the file)
+    if reduced is not None:
+        rgb = _to_rgb(_upright(reduced))
+        reduced.close()
     if mode == "crop":
         fitted = ImageOps.fit(rgb, (width, height), method=Image.Resampling.LANCZOS)
     elif mode == "letterbox":
@@ -121,19 +136,47 @@ def prepare_reference(data: bytes, size: str, *, mode: FitMode = "crop") -> Refe
     return ReferenceImage(data=fit_image(data, width, height, mode=mode), content_type="image/png", url=None)
 
 
-async def sniff_image_async(data: bytes, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
-    return await asyncio.to_thread(sniff_image, data, max_pixels=max_pixels)
-
-
-async def prepare_reference_async(data: bytes, size: str, *, mode: FitMode = "crop") -> ReferenceImage:
-    return await asyncio.to_thread(prepare_reference, data, size, mode=mode)
-
-
 # --- internals ---------------------------------------------------------------------------------
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open, check format/animation/pixel count from the header, then decode. The caller closes it."""
+def _needed_size(image: Image.Image, target: tuple[int, int, FitMode]) -> tuple[int, int]:
+    """The smallest stored size (width, height) from which ``target`` can still be made at full quality,
+    whichever way the EXIF orientation turns the picture."""
+    width, height, mode = target
+    stored_w, stored_h = image.size
+    needed = []
+    for w, h in ((stored_w, stored_h), (stored_h, stored_w)):
+        scale = max(width / w, height / h) if mode == "crop" else min(width / w, height / h)
+        needed.append((math.ceil(w * scale), math.ceil(h * scale)))
+    (w1, h1), (h2, w2) = needed  # the second pair is in turned coordinates: turn it back
+    return max(w1, w2, 1), max(h1, h2, 1)
+
+
+def _reduce(image: Image.Image, width: int, height: int, mode: FitMode) -> Image.Image | None:
+    """A box-reduced copy of ``image``, still at least the needed size; None when it is not worth it.
+
+    Band by band, so that no second full-size buffer exists: Pillow would reduce RGBA through a
+    premultiplied full-size copy, and a palette image must become colours first (averaging palette
+    indices makes noise). Bands are a multiple of ``factor`` rows high, so the blocks line up."""
+    need_w, need_h = _needed_size(image, (width, height, mode))
+    factor = int(min(image.width / need_w, image.height / need_h))
+    band_mode = ("RGBA" if "transparency" in image.info else "RGB") if image.mode == "P" else image.mode
+    if factor < 2 or band_mode not in _REDUCIBLE_MODES:
+        return None
+    rows = factor * max(1, _BAND_ROWS // factor)
+    reduced = Image.new(band_mode, (-(-image.width // factor), -(-image.height // factor)))
+    for top in range(0, image.height, rows):
+        with image.crop((0, top, image.width, min(image.height, top + rows))) as band:
+            colours = band.convert(band_mode) if band.mode != band_mode else band
+            reduced.paste(colours.reduce(factor), (0, top // factor))
+    reduced.info = {k: v for k, v in image.info.items() if k != "transparency"}  # ICC profile, EXIF
+    return reduced
+
+
+def _open_checked(data: bytes, max_pixels: int, *, target: tuple[int, int, FitMode] | None = None) -> Image.Image:
+    """Open, check format/animation/pixel count from the header, then decode. The caller closes it.
+
+    With a ``target``, a JPEG is decoded at the smallest DCT scale that still covers it."""
     _check_magic(data)
     try:
         image = Image.open(io.BytesIO(data), formats=("PNG", "JPEG", "WEBP"))
@@ -154,6 +197,8 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
                 "Animated images cannot be used as a reference; please send a still PNG, JPEG or WebP.",
                 f"animated {fmt} with {image.n_frames} frames",
             )
+        if target is not None and fmt == "JPEG":
+            image.draft(None, _needed_size(image, target))
         image.load()  # the real decode: finds truncated and corrupt files
     except MediaError:
         image.close()

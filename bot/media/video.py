@@ -1,14 +1,18 @@
 """Videos: probe, shrink to an upload limit, grab the last frame, and render the demo provider's clips.
 
 All heavy work is synchronous and streams frame by frame (memory stays bounded whatever the length);
-event-loop callers use the ``*_async`` wrappers, which run it in a thread. Outputs are written to a
-hidden temporary file next to ``dest`` and renamed into place only when complete, so a failure never
-leaves a partial file behind.
+event-loop callers use the ``*_async`` wrappers, which run it in a child process with a time and a
+memory limit (bot.media.sandbox): the files come from providers and are untrusted. Outputs are
+written to a hidden temporary file next to ``dest`` and renamed into place only when complete, so a
+failure never leaves a partial file behind.
+
+Files are opened as MP4/MOV (ISO-BMFF) or WebM/Matroska, chosen from their first bytes, never by
+FFmpeg's guess: that would also accept an ``ffconcat`` script or a playlist that reads other files.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import colorsys
 import io
 import logging
@@ -26,8 +30,9 @@ from pathlib import Path
 import av
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from bot.errors import MediaError
+from bot.errors import MediaError, ResultNotAVideo
 from bot.media.images import fit_image
+from bot.media.sandbox import ChildLimits, ChildRefused, run_in_child
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,15 @@ MAX_FPS = 30
 _LONG_SIDES = (1920, 1280, 960, 854, 640, 480)
 _STILL_IMAGE_CODECS = frozenset({"png", "mjpeg", "bmp", "webp", "tiff", "gif", "apng", "jpeg2000"})
 _NOT_A_VIDEO = "That file is not a playable video."
+MAX_VIDEO_PIXELS = 3840 * 2160
+"""Width x height cap (4K): every provider's largest size is far below it."""
+MAX_VIDEO_SECONDS = 120.0
+MAX_VIDEO_FRAMES = int(MAX_VIDEO_SECONDS * 60)
+PROBE_LIMITS = ChildLimits(seconds=60.0)
+SHRINK_LIMITS = ChildLimits(seconds=600.0)
+# First bytes -> the one demuxer allowed to read them. ISO-BMFF files start with a box: size, then type.
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 
 
 class CannotShrink(MediaError):
@@ -71,11 +85,12 @@ class _Plan:
 
 
 def probe(path: Path) -> VideoInfo:
-    """Duration, size and codecs of a video file; MediaError if it is not one."""
+    """Duration, size and codecs of a video file; MediaError if it is not one, or is beyond the caps
+    on pixels, duration and frames. The first frame is decoded: a header alone proves little."""
     with _open_input(path) as container:
         stream = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
-        return VideoInfo(
+        info = VideoInfo(
             duration=_duration(container, stream),
             width=stream.codec_context.width,
             height=stream.codec_context.height,
@@ -83,22 +98,69 @@ def probe(path: Path) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio is not None else None,
             size_bytes=path.stat().st_size,
         )
+        _check_caps(path, info, stream)
+        try:
+            next(iter(container.decode(stream)))
+        except (av.FFmpegError, StopIteration) as exc:
+            raise MediaError(_NOT_A_VIDEO, f"{path.name}: no decodable frame: {exc!r}") from exc
+        return info
+
+
+def _check_caps(path: Path, info: VideoInfo, stream: av.video.stream.VideoStream) -> None:
+    if info.width * info.height > MAX_VIDEO_PIXELS:
+        raise MediaError(_NOT_A_VIDEO, f"{path.name}: {info.width}x{info.height} is over {MAX_VIDEO_PIXELS} pixels")
+    if info.duration > MAX_VIDEO_SECONDS:
+        raise MediaError(_NOT_A_VIDEO, f"{path.name}: {info.duration:.0f} s is over {MAX_VIDEO_SECONDS:.0f} s")
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    frames = max(stream.frames or 0, int(info.duration * rate))
+    if frames > MAX_VIDEO_FRAMES:
+        raise MediaError(_NOT_A_VIDEO, f"{path.name}: {frames} frames is over {MAX_VIDEO_FRAMES}")
 
 
 async def probe_async(path: Path) -> VideoInfo:
-    return await asyncio.to_thread(probe, path)
+    """``probe`` in a child process (see bot.media.sandbox)."""
+    return VideoInfo(**await run_in_child("probe", {"path": str(path)}, PROBE_LIMITS))
+
+
+async def check_result_async(path: Path) -> VideoInfo:
+    """Probe a provider's result before anything is posted: ResultNotAVideo (refunded) if it is not one."""
+    try:
+        return await probe_async(path)
+    except MediaError as exc:
+        raise ResultNotAVideo(f"result {path.name} refused: {exc.detail}") from exc
+
+
+def probe_payload(path: str) -> dict[str, object]:
+    return probe(Path(path)).__dict__
+
+
+def _container_format(path: Path) -> str:
+    """The demuxer for this file, from its first bytes; MediaError for anything but MP4/MOV/WebM."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        raise MediaError(_NOT_A_VIDEO, f"cannot read {path.name}: {exc}") from exc
+    if head[4:8] in _ISO_BOXES:
+        return "mov"
+    if head.startswith(_EBML_MAGIC):
+        return "matroska"
+    raise MediaError(_NOT_A_VIDEO, f"{path.name}: not MP4/MOV/WebM (starts {head[:12]!r})")
 
 
 @contextmanager
 def _open_input(path: Path) -> Iterator[av.container.InputContainer]:
+    fmt_name = _container_format(path)
+    # mov: never follow "external data references" (other files named inside the file).
+    options = {"enable_drefs": "0"} if fmt_name == "mov" else {}
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(str(path), mode="r", format=fmt_name, options=options)
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise MediaError(_NOT_A_VIDEO, f"cannot open {path.name}: {exc}") from exc
     try:
         video = container.streams.video
         fmt = container.format.name
-        if not video or fmt.endswith("_pipe") or fmt == "image2" or video[0].codec_context.name in _STILL_IMAGE_CODECS:
+        if not video or video[0].codec_context.name in _STILL_IMAGE_CODECS:
             raise MediaError(_NOT_A_VIDEO, f"{path.name}: format {fmt} has no usable video stream")
         if video[0].codec_context.width <= 0 or video[0].codec_context.height <= 0:
             raise MediaError(_NOT_A_VIDEO, f"{path.name}: video stream without a size")
@@ -155,7 +217,18 @@ def shrink_to_fit(src: Path, dest: Path, max_bytes: int, *, safety: float = 0.92
 
 
 async def shrink_to_fit_async(src: Path, dest: Path, max_bytes: int, *, safety: float = 0.92) -> VideoInfo:
-    return await asyncio.to_thread(shrink_to_fit, src, dest, max_bytes, safety=safety)
+    """``shrink_to_fit`` in a child process (see bot.media.sandbox)."""
+    args = {"src": str(src), "dest": str(dest), "max_bytes": max_bytes, "safety": safety}
+    try:
+        return VideoInfo(**await run_in_child("shrink", args, SHRINK_LIMITS))
+    except ChildRefused as exc:
+        if exc.kind == CannotShrink.__name__:  # callers fall back to a link on this one
+            raise CannotShrink(exc.user_message, exc.detail) from exc
+        raise
+
+
+def shrink_payload(src: str, dest: str, max_bytes: int, safety: float) -> dict[str, object]:
+    return shrink_to_fit(Path(src), Path(dest), max_bytes, safety=safety).__dict__
 
 
 def _plan(info: VideoInfo, total_bps: float, *, has_audio: bool) -> _Plan:
@@ -208,12 +281,15 @@ def _encode_to(src: Path, dest: Path, plan: _Plan, max_bytes: int) -> int:
                 a_out = out.add_stream("aac", rate=sample_rate if sample_rate <= 48_000 else 48_000)
                 a_out.layout = "stereo" if a_in.codec_context.channels >= 2 else "mono"
                 a_out.bit_rate = plan.audio_bps
-            last_index, t0, samples = -1, None, 0
+            last_index, t0, samples, decoded = -1, None, 0, 0
             streams = [v_in] if a_in is None else [v_in, a_in]
             try:
                 for packet in inp.demux(*streams):
                     for frame in packet.decode():
                         if isinstance(frame, av.VideoFrame):
+                            decoded += 1
+                            if decoded > MAX_VIDEO_FRAMES:  # the header may have lied about its length
+                                raise MediaError(_NOT_A_VIDEO, f"{src.name}: over {MAX_VIDEO_FRAMES} frames")
                             t = frame.time if frame.time is not None else (last_index + 1) / rate
                             t0 = t if t0 is None else t0
                             # Frame index on the output clock: dropping frames that collide caps the fps.
@@ -283,13 +359,20 @@ def last_frame(path: Path) -> bytes:
 
 
 async def last_frame_async(path: Path) -> bytes:
-    return await asyncio.to_thread(last_frame, path)
+    """``last_frame`` in a child process (see bot.media.sandbox)."""
+    return base64.b64decode(await run_in_child("last_frame", {"path": str(path)}, PROBE_LIMITS))
+
+
+def last_frame_payload(path: str) -> str:
+    return base64.b64encode(last_frame(Path(path))).decode()
 
 
 def _decode_last(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
     last = None
     try:
-        for frame in container.decode(stream):
+        for count, frame in enumerate(container.decode(stream), start=1):
+            if count > MAX_VIDEO_FRAMES:
+                break
             last = frame  # only the newest frame is kept: memory stays flat
     except av.FFmpegError as exc:
         # A damaged tail: the last good frame is still the best answer.

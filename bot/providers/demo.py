@@ -38,6 +38,9 @@ from bot.providers.base import (
 
 log = logging.getLogger(__name__)
 
+MAX_FINISHED_JOBS = 256
+"""Finished jobs remembered for a later status or download; older ones are forgotten."""
+
 MODERATION_TRIGGER = "moderation-test"
 
 CAPABILITIES = Capabilities(
@@ -96,6 +99,7 @@ class DemoProvider:
 
     async def submit(self, request: VideoRequest) -> str:
         self.validate(request)
+        await self._forget_finished()
         job_id = f"demo-{uuid.uuid4().hex}"
         job = _Job(request=request, path=self._dir() / f"{job_id}.mp4", created=time.monotonic())
         self._jobs[job_id] = job
@@ -158,6 +162,14 @@ class DemoProvider:
             self._own_dir = None
 
     # --- internals -----------------------------------------------------------------------------
+
+    async def _forget_finished(self) -> None:
+        """Keep at most MAX_FINISHED_JOBS finished jobs nobody downloaded (failed, cancelled, or
+        abandoned by the runner): the oldest go, with their files."""
+        done = [i for i, j in self._jobs.items() if j.state in (JobState.SUCCEEDED, JobState.FAILED)]
+        stale = [self._jobs.pop(i) for i in done[: max(0, len(done) - MAX_FINISHED_JOBS)]]
+        for job in stale:
+            await asyncio.to_thread(job.path.unlink, missing_ok=True)
 
     def _job(self, job_id: str) -> _Job:
         job = self._jobs.get(job_id)

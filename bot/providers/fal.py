@@ -148,7 +148,12 @@ class FalProvider:
         max_retries: int = 4,
     ) -> None:
         self._http = FalHttpClient(
-            session, provider=NAME, secrets=(api_key,), base_delay=retry_base_delay, max_retries=max_retries
+            session,
+            provider=NAME,
+            secrets=(api_key,),
+            base_delay=retry_base_delay,
+            max_retries=max_retries,
+            base_url=base_url,
         )
         self._base = base_url.rstrip("/")
         split = urlsplit(self._base)

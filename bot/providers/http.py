@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from bot.errors import (
     AuthenticationFailed,
@@ -29,8 +30,10 @@ from bot.errors import (
     ProviderUnavailable,
     RateLimited,
     ResultTooLarge,
+    UnsafeResultUrl,
     redact,
 )
+from bot.providers.url_guard import Resolver, UrlGuard, system_resolver
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,10 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 CREATE_RETRY_STATUSES = frozenset({429, 502, 503})
 MAX_SERVER_DELAY = 60.0
 CHUNK = 64 * 1024
+MAX_BODY = 64 * 1024
+"""Bodies read into memory (JSON answers, error pages) stop here; only results stream to disk."""
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 RequestHook = Callable[[str, int | None, str | None], None]
 """``(provider, HTTP status or None when no answer came, error class name or None)``: once per attempt."""
@@ -163,6 +170,10 @@ class HttpClient:
     sleep: Callable[[float], Any] = field(default=asyncio.sleep, repr=False)
     on_request: RequestHook | None = field(default=None, repr=False)
     """Told about every HTTP attempt (metrics); set by bot.providers.registry."""
+    base_url: str | None = None
+    """The configured API base: result links on its origin are trusted whatever their address
+    (local and self-hosted servers); any other must be https to a public address (bot.providers.url_guard)."""
+    resolver: Resolver = field(default=system_resolver, repr=False)
 
     def _report(self, status: int | None, error: ProviderError | None) -> None:
         if self.on_request is not None:
@@ -220,7 +231,7 @@ class HttpClient:
                     params=params,
                     timeout=aiohttp.ClientTimeout(total=timeout_s or self.request_timeout),
                 ) as resp:
-                    body = await _read_body(resp)
+                    body = await read_body(resp)
                     status = resp.status
                     if 200 <= status < 300 and envelope_status is not None:
                         status = envelope_status(body) or status
@@ -323,27 +334,53 @@ class HttpClient:
     async def _download_once(
         self, url: str, dest: Path, *, max_bytes: int, headers: Mapping[str, str] | None, timeout_s: float
     ) -> Path:
+        """One download, following redirects by hand so that every hop passes the URL guard; the
+        caller's headers (an API key) go to the provider's own origin only."""
+        guard = UrlGuard(self.base_url, self.resolver)
+        current = URL(url)
         try:
-            async with self.session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=60)
-            ) as resp:
-                if resp.status >= 300:
-                    error = self.error(resp.status, await _read_body(resp), resp.headers)
-                    self._report(resp.status, error)
-                    raise error
-                try:
-                    await stream_to_file(resp, dest, max_bytes=max_bytes, provider=self.provider)
-                except ProviderError as exc:
-                    self._report(resp.status, exc)
-                    raise
-                self._report(resp.status, None)
-                return dest
+            for _hop in range(MAX_REDIRECTS + 1):
+                target = await guard.target(current, self.provider)
+                hop_headers = dict(headers or {}) if target.same_origin else {}
+                if target.host_header is not None:
+                    hop_headers["Host"] = target.host_header
+                async with self.session.get(
+                    target.url,
+                    headers=hop_headers,
+                    allow_redirects=False,
+                    server_hostname=target.server_hostname,
+                    timeout=aiohttp.ClientTimeout(total=timeout_s, sock_read=60),
+                ) as resp:
+                    if resp.status in REDIRECT_STATUSES:
+                        location = resp.headers.get("Location")
+                        if not location:
+                            raise ProviderUnavailable(f"{self.provider}: redirect {resp.status} without a Location")
+                        current = current.join(URL(location))
+                        continue
+                    if resp.status >= 300:
+                        error = self.error(resp.status, await read_body(resp), resp.headers)
+                        self._report(resp.status, error)
+                        raise error
+                    try:
+                        await stream_to_file(resp, dest, max_bytes=max_bytes, provider=self.provider)
+                    except ProviderError as exc:
+                        self._report(resp.status, exc)
+                        raise
+                    self._report(resp.status, None)
+                    return dest
+            raise UnsafeResultUrl(f"{self.provider}: result link redirects more than {MAX_REDIRECTS} times")
+        except UnsafeResultUrl as exc:
+            log.warning("%s: refused a result link: %s", self.provider, redact(exc.detail, self.secrets))
+            self._report(None, exc)
+            raise
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
             error = ProviderUnavailable(
                 redact(f"{self.provider}: download {_path(url)}: {type(exc).__name__}: {exc}", self.secrets)
             )
             self._report(None, error)
             raise error from exc
+        except ValueError as exc:  # yarl: a Location that is not a URL
+            raise UnsafeResultUrl(f"{self.provider}: unparsable redirect: {exc}") from exc
 
 
 async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, *, max_bytes: int, provider: str) -> int:
@@ -369,8 +406,23 @@ async def stream_to_file(resp: aiohttp.ClientResponse, dest: Path, *, max_bytes:
     return written
 
 
-async def _read_body(resp: aiohttp.ClientResponse) -> Any:
-    text = await resp.text(errors="replace")
+async def read_body(resp: aiohttp.ClientResponse) -> Any:
+    """The answer parsed as JSON when it is JSON, else its text; at most MAX_BODY bytes are read (a
+    longer answer is cut, which makes an over-long JSON body plain text)."""
+    raw = bytearray()
+    async for chunk in resp.content.iter_chunked(CHUNK):
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            del raw[MAX_BODY:]
+            break
+    try:
+        encoding = resp.get_encoding()
+    except (RuntimeError, LookupError):
+        encoding = "utf-8"
+    try:
+        text = bytes(raw).decode(encoding, errors="replace")
+    except LookupError:
+        text = bytes(raw).decode("utf-8", errors="replace")
     if "json" in (resp.content_type or "") or text[:1] in ("{", "["):
         try:
             return json.loads(text)

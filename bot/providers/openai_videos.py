@@ -72,7 +72,12 @@ class OpenAIVideosProvider:
         self._secrets = (api_key,)
         self._headers = {"Authorization": f"Bearer {api_key}"}
         self._http = HttpClient(
-            session, provider="openai", secrets=self._secrets, base_delay=retry_base_delay, max_retries=max_retries
+            session,
+            provider="openai",
+            secrets=self._secrets,
+            base_delay=retry_base_delay,
+            max_retries=max_retries,
+            base_url=self._base,
         )
 
     def __repr__(self) -> str:

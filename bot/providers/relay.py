@@ -90,6 +90,7 @@ class RelayProvider:
             base_delay=retry_base_delay,
             max_retries=max_retries,
             remap=_remap,
+            base_url=self._base,
         )
 
     def validate(self, request: VideoRequest) -> None:

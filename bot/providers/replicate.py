@@ -167,6 +167,7 @@ class ReplicateProvider:
             out_of_credits=(402,),
             base_delay=retry_base_delay,
             max_retries=max_retries,
+            base_url=base_url,
         )
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_token}"}

@@ -116,6 +116,7 @@ class RunwayProvider:
             base_delay=retry_base_delay,
             max_retries=max_retries,
             remap=_remap,
+            base_url=base_url,
         )
         self._base = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_secret}", "X-Runway-Version": API_VERSION}

@@ -116,7 +116,12 @@ def parse_reset_at(value: str | None, now: float | None = None) -> float | None:
 
 
 def segmind_http(
-    session: aiohttp.ClientSession, provider: str, api_key: str, retry_base_delay: float, max_retries: int
+    session: aiohttp.ClientSession,
+    provider: str,
+    api_key: str,
+    retry_base_delay: float,
+    max_retries: int,
+    base_url: str,
 ) -> HttpClient:
     """The HTTP client both Segmind providers use: 406 means the account is out of credits."""
     return SegmindHttpClient(
@@ -126,6 +131,7 @@ def segmind_http(
         out_of_credits=(406,),
         base_delay=retry_base_delay,
         max_retries=max_retries,
+        base_url=base_url,
     )
 
 
@@ -179,7 +185,7 @@ class SegmindProvider:
         hosts: Mapping[str, Host] | None = None,
         specs: Mapping[str, ModelSpec] | None = None,
     ) -> None:
-        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
+        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries, base_url)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         # Completed jobs' URLs, so polling again after COMPLETED costs no request. Bounded: LRU.

@@ -8,7 +8,6 @@ id at once. Nothing survives a restart: an id this process does not know raises 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import shutil
 import tempfile
@@ -16,7 +15,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -35,6 +33,7 @@ from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,
     error_message_from_body,
+    read_body,
     stream_to_file,
 )
 from bot.providers.segmind import (
@@ -48,6 +47,9 @@ from bot.providers.segmind import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_FINISHED_JOBS = 256
+"""Finished calls remembered for a later status or download; older ones are forgotten."""
 
 DEFAULT_STREAM_CAP = 512 * 1024 * 1024
 
@@ -85,7 +87,7 @@ class SegmindSyncProvider:
         if hosts is None or specs is None:
             hosts, specs = shipped_hosts(self.name)
         self._hosts, self._specs = hosts, specs
-        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries)
+        self._http = segmind_http(session, self.name, api_key, retry_base_delay, max_retries, base_url)
         self._base = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key}
         self._owns_work_dir = work_dir is None
@@ -105,6 +107,7 @@ class SegmindSyncProvider:
             # Videos left by an earlier run can never be claimed (jobs do not survive a restart).
             self._swept = True
             await asyncio.to_thread(_sweep_stale, self._work_dir)
+        await self._forget_finished()
         job_id = f"sync-{uuid.uuid4().hex}"
         path = self._work_dir / f"{job_id}.mp4"
         task = asyncio.create_task(self._run(job_id, request, path), name=f"segmind-sync {job_id}")
@@ -156,6 +159,13 @@ class SegmindSyncProvider:
         self._jobs.clear()
         await asyncio.to_thread(_remove, paths, self._work_dir if self._owns_work_dir else None)
 
+    async def _forget_finished(self) -> None:
+        """Keep at most MAX_FINISHED_JOBS finished calls nobody downloaded; the oldest go, with their files."""
+        done = [i for i, job in self._jobs.items() if job.task.done()]
+        stale = [self._jobs.pop(i).path for i in done[: max(0, len(done) - MAX_FINISHED_JOBS)]]
+        if stale:
+            await asyncio.to_thread(_remove, stale, None)
+
     def _job(self, job_id: str) -> _SyncJob:
         job = self._jobs.get(job_id)
         if job is None:
@@ -198,7 +208,7 @@ class SegmindSyncProvider:
                     if resp.status == 200 and "json" not in (resp.content_type or ""):
                         await stream_to_file(resp, path, max_bytes=self._stream_max_bytes, provider=self.name)
                         return
-                    body = await _read_body(resp)
+                    body = await read_body(resp)
                     if resp.status == 200:
                         # A JSON 200 is an error report, not a video.
                         message = redact(error_message_from_body(body), http.secrets)
@@ -213,14 +223,6 @@ class SegmindSyncProvider:
             delay = http.retry_delay(attempt, error.retry_after)
             log.info("segmind-sync call refused (%s); retry %d in %.1fs", error.detail, attempt + 1, delay)
             await http.sleep(delay)
-
-
-async def _read_body(resp: aiohttp.ClientResponse) -> Any:
-    text = await resp.text(errors="replace")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text[:2000]
 
 
 def _move_capped(src: Path, dest: Path, max_bytes: int) -> None:

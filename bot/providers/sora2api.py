@@ -113,6 +113,7 @@ class Sora2ApiProvider:
             max_retries=max_retries,
             remap=_remap,
             create_retry_statuses=CREATE_RETRY_STATUSES | {455},  # 455: down for maintenance, nothing taken
+            base_url=base_url,
         )
 
     def validate(self, request: VideoRequest) -> None:

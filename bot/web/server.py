@@ -2,7 +2,8 @@
 
 * ``GET /healthz`` runs every check (each bounded by ``check_timeout``) and answers 200 with
   ``{"gateway": true, "database": true}`` when all pass, else 503 with the same object.
-* ``GET /metrics`` is the process's Prometheus registry (bot/metrics.py).
+* ``GET /metrics`` is the process's Prometheus registry (bot/metrics.py); with ``metrics_token``
+  (``METRICS_TOKEN``) only for ``Authorization: Bearer <token>``, else 401.
 * ``POST /callbacks/{secret}`` hands the body to bot/callbacks.py and wakes the job it names.
 
 No access log: the callback path carries a secret.
@@ -11,6 +12,7 @@ No access log: the callback path carries a secret.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -35,6 +37,7 @@ class WebServer:
         callbacks: Callbacks | None = None,
         wake: Callable[[int], None] | None = None,
         check_timeout: float = 3.0,
+        metrics_token: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -43,6 +46,7 @@ class WebServer:
         self.callbacks = callbacks
         self.wake = wake
         self.check_timeout = check_timeout
+        self._metrics_auth = f"Bearer {metrics_token}".encode() if metrics_token else None
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
@@ -80,6 +84,10 @@ class WebServer:
         return web.json_response(result, status=200 if all(result.values()) else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self._metrics_auth is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._metrics_auth):  # constant time: no guessing by timing
+                return web.Response(status=401, text="unauthorized", headers={"WWW-Authenticate": "Bearer"})
         response = web.Response(body=self.metrics.render())
         response.headers["Content-Type"] = CONTENT_TYPE
         return response

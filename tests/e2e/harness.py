@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -56,10 +56,12 @@ class BotProcess:
         env: Mapping[str, str],
         *,
         module: str = "bot",
+        args: Sequence[str] = (),
         workdir: Path | None = None,
         log_path: Path | None = None,
     ) -> None:
         self.module = module
+        self.args = tuple(args)
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="e2e-bot-"))
         self.log_path = log_path or self.workdir / "bot.log"
         self.env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
@@ -102,12 +104,15 @@ class BotProcess:
             self._ready_baseline, self._sync_baseline = fake.ready_count, fake.sync_count
         self.starts += 1
         with self.log_path.open("ab") as log_file:
-            log_file.write(f"\n===== start #{self.starts}: python -m {self.module} =====\n".encode())
+            log_file.write(
+                f"\n===== start #{self.starts}: python -m {' '.join((self.module, *self.args))} =====\n".encode()
+            )
             log_file.flush()
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 self.module,
+                *self.args,
                 cwd=self.workdir,
                 env=self.env,
                 stdin=asyncio.subprocess.DEVNULL,

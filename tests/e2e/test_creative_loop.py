@@ -186,7 +186,7 @@ async def test_continue_sends_the_last_frame_fitted_to_the_size_and_links_the_so
         assert expected != (0, 255, 128) and first == expected, "tiny_mp4's last frame is one solid colour"
 
         continued = w.videos()[1]
-        assert "continues [video #1](https://discord.com/channels/" in continued.content, continued.content
+        assert "continues video #1 (<https://discord.com/channels/" in continued.content, continued.content
         assert str(video.id) in continued.content
 
 
@@ -264,7 +264,7 @@ async def test_jobs_pages_with_buttons_and_the_server_view_is_for_managers() -> 
         nxt = await w.discord.send_component(page1.id, following["custom_id"], user_id=w.discord.user.id)
         assert await nxt.wait_callback(timeout=3) == 7, "the page is edited in place"
         assert "Page 2 of 2" in str(page1.embeds) and "clip zero" in str(page1.embeds)
-        assert "[video](https://discord.com/channels/" in str(page1.embeds)
+        assert "video: <https://discord.com/channels/" in str(page1.embeds)
 
         denied = await w.discord.send_interaction(
             command="jobs", options={"scope": "server"}, user_id=w.discord.user.id

@@ -2,18 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
+
+import aiohttp
+
 from tests.e2e.harness import BotProcess
+from tests.e2e.test_service import free_port
 from tests.fakes.discord import FakeDiscord
 
 
-async def test_missing_token_explains_how_to_get_one_and_how_to_try_the_demo() -> None:
-    bot = BotProcess({"DISCORD_TOKEN": ""})
-    await bot.start()
-    assert await bot.wait_exit() == 2
-    text = bot.log_text()
-    assert "DISCORD_TOKEN is not set" in text
-    assert "python -m bot generate" in text
-    assert "Traceback" not in text
+async def test_missing_token_opens_the_playground_and_says_where_in_one_line() -> None:
+    port = free_port()
+    async with BotProcess({"DISCORD_TOKEN": "", "HTTP_PORT": str(port)}) as bot:
+        line = await _playground_line(bot)
+        assert line.startswith(f"Playground: http://127.0.0.1:{port} (DISCORD_TOKEN is not set"), line
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as response:
+            assert response.status == 200
+            assert "/sora" in await response.text()
+        assert await bot.terminate() == 0
+    assert "Traceback" not in bot.log_text()
+
+
+async def test_playground_command_runs_it_even_with_a_token_on_loopback_only() -> None:
+    port = free_port()
+    bot = BotProcess({"DISCORD_TOKEN": "a-real-looking-token", "HTTP_PORT": str(port)}, args=["playground"])
+    async with bot:
+        line = await _playground_line(bot)
+        assert line.startswith(f"Playground: http://127.0.0.1:{port} (open it"), line
+        outward = _outward_address()
+        if outward is not None:
+            with socket.socket() as probe:  # bound to 127.0.0.1 only, not every interface
+                assert probe.connect_ex((outward, port)) != 0
+    assert "a-real-looking-token" not in bot.log_text()
+
+
+async def _playground_line(bot: BotProcess, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [x for x in bot.log_text().splitlines() if x.startswith("Playground: ")]
+        if lines:
+            return lines[0]
+        assert bot.running, bot.log_tail()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no 'Playground:' line\n{bot.log_tail()}")
+
+
+def _outward_address() -> str | None:
+    """This machine's address on its first non-loopback interface (no packet is sent); None without one."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: only the routing table is consulted
+            return str(sock.getsockname()[0])
+    except OSError:
+        return None
 
 
 async def test_rejected_token_ends_start_up_with_one_line() -> None:

@@ -58,6 +58,7 @@ class FakeRelay(FakeServer):
         require_image_size: tuple[int, int] | None = None,
         wrapped: bool = False,
         video_bytes: bytes | None = None,
+        result_location: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.run_seconds = run_seconds
@@ -67,6 +68,8 @@ class FakeRelay(FakeServer):
         self.wrapped = wrapped
         """Answer polls in new-api's ``{"code": "success", "data": {...}}`` form."""
         self.video_bytes = video_bytes
+        self.result_location = result_location
+        """When set, result files answer ``302`` to this URL instead of the video (a hostile relay)."""
         self.clock: Callable[[], float] = time.monotonic
         self.tasks: dict[str, FakeTask] = {}
         self.uploads: dict[str, bytes] = {}
@@ -166,6 +169,8 @@ class FakeRelay(FakeServer):
     async def _file(self, request: web.Request) -> web.Response:
         if request.match_info["name"].removesuffix(".mp4") not in self.tasks:
             return web.Response(status=404, text="not found")
+        if self.result_location is not None:
+            raise web.HTTPFound(self.result_location)
         data = self.video_bytes if self.video_bytes is not None else tiny_mp4()
         return web.Response(body=data, content_type="video/mp4")
 

@@ -19,7 +19,6 @@ from bot.media.images import (
     check_declared,
     fit_image,
     prepare_reference,
-    prepare_reference_async,
     sniff_image,
 )
 
@@ -317,8 +316,3 @@ def test_prepare_reference_makes_a_png_of_the_request_size() -> None:
     assert ref.url is None
     assert ref.filename == "reference.png"
     assert open_png(ref.data).size == (720, 1280)
-
-
-async def test_prepare_reference_async_runs_in_a_thread() -> None:
-    ref = await prepare_reference_async(encode(Image.new("RGB", (64, 64), GREEN), "PNG"), "1792x1024", mode="letterbox")
-    assert open_png(ref.data).size == (1792, 1024)

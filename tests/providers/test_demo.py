@@ -15,6 +15,7 @@ from PIL import Image
 from bot.errors import InvalidRequest, JobNotResumable, ModerationRejected, ResultTooLarge
 from bot.media.images import prepare_reference
 from bot.media.video import probe
+from bot.providers import demo as demo_module
 from bot.providers.base import JobState, JobStatus, VideoProvider, VideoRequest
 from bot.providers.demo import DemoProvider
 
@@ -173,3 +174,19 @@ async def test_aclose_cancels_everything_and_removes_its_temp_dir() -> None:
     for job_id in ids:
         with pytest.raises(JobNotResumable):
             await provider.status(job_id)
+
+
+async def test_finished_jobs_nobody_downloads_are_forgotten_beyond_a_bound(
+    demo: DemoProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo_module, "MAX_FINISHED_JOBS", 2)
+    ids = []
+    for _ in range(4):
+        ids.append(await demo.submit(VideoRequest("x", seconds=4)))
+        await demo.cancel(ids[-1])  # finished (failed), never downloaded
+    await demo.submit(VideoRequest("x", seconds=4))
+    for forgotten in ids[:2]:
+        with pytest.raises(JobNotResumable):
+            await demo.status(forgotten)
+    for kept in ids[2:]:
+        assert (await demo.status(kept)).state is JobState.FAILED

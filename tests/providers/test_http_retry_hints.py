@@ -63,10 +63,17 @@ def sleeps() -> SleepRecorder:
 
 
 @pytest.fixture
-def client(http_session: aiohttp.ClientSession, sleeps: SleepRecorder) -> HttpClient:
+def client(http_session: aiohttp.ClientSession, sleeps: SleepRecorder, api: FakeApi) -> HttpClient:
     # A huge base delay: a recorded delay that is not the server's hint cannot pass for it.
     return HttpClient(
-        http_session, "fake", max_retries=2, base_delay=1000.0, max_delay=1000.0, max_server_delay=60.0, sleep=sleeps
+        http_session,
+        "fake",
+        max_retries=2,
+        base_delay=1000.0,
+        max_delay=1000.0,
+        max_server_delay=60.0,
+        sleep=sleeps,
+        base_url=api.base_url,
     )
 
 

@@ -22,6 +22,7 @@ from bot.errors import (
     ProviderUnavailable,
     ResultTooLarge,
 )
+from bot.providers import segmind_sync
 from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
 from bot.providers.segmind_sync import SegmindSyncProvider
 from tests.fakes.segmind import FakeSegmind
@@ -272,3 +273,19 @@ async def test_leftovers_of_an_earlier_run_are_removed(
     await wait_done(provider, job_id)
     assert not any(path.exists() for path in stale)
     assert keep.exists()
+
+
+async def test_finished_calls_nobody_downloads_are_forgotten_beyond_a_bound(
+    fake: FakeSegmind, provider: SegmindSyncProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(segmind_sync, "MAX_FINISHED_JOBS", 2)
+    ids = []
+    for _ in range(4):
+        ids.append(await provider.submit(REQUEST))
+        await wait_done(provider, ids[-1])  # finished, never downloaded (the runner gave up, say)
+    await wait_done(provider, await provider.submit(REQUEST))
+    for forgotten in ids[:2]:
+        with pytest.raises(JobNotResumable):
+            await provider.status(forgotten)
+    for kept in ids[2:]:
+        assert (await provider.status(kept)).state is JobState.SUCCEEDED

@@ -219,3 +219,22 @@ def test_service_settings() -> None:
                         ("LOG_FORMAT", "xml")):  # fmt: skip
         with pytest.raises(ConfigError, match=name):
             load_settings({**base, name: value})
+
+
+async def test_metrics_can_require_a_bearer_token() -> None:
+    server = WebServer(host="127.0.0.1", port=0, metrics=Metrics(), checks={}, metrics_token="s3cret-token")
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+                async with http.get(url, headers=headers) as resp:
+                    assert resp.status == 401, headers
+                    assert "sora_" not in await resp.text()
+            async with http.get(url, headers={"Authorization": "Bearer s3cret-token"}) as resp:
+                assert resp.status == 200
+                assert "sora_jobs_active" in await resp.text()
+            async with http.get(f"http://127.0.0.1:{server.port}/healthz") as resp:
+                assert resp.status == 200  # health stays open for the container's HEALTHCHECK
+    finally:
+        await server.stop()
