@@ -76,6 +76,7 @@ class SoraBot(commands.Bot):
         self.guild_settings = self.pipeline.guild_settings
         notifier.guild_settings = self.guild_settings  # the audit channel of each server
         self.tree.on_error = self.on_app_command_error
+        self.tree.interaction_check = self._interaction_allowed  # type: ignore[method-assign]
         self.add_dynamic_items(CancelButton)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -131,6 +132,34 @@ class SoraBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) to %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        for guild in list(self.guilds):
+            await self._leave_if_not_allowed(guild)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self._leave_if_not_allowed(guild)
+
+    def guild_allowed(self, guild_id: int) -> bool:
+        """ALLOWED_GUILD_IDS: empty = every server; else only those (the operator pays for each video)."""
+        allowed = self.settings.allowed_guild_ids
+        return not allowed or guild_id in allowed
+
+    async def _leave_if_not_allowed(self, guild: discord.Guild) -> None:
+        if self.guild_allowed(guild.id):
+            return
+        log.warning("leaving guild %s (%s): not in ALLOWED_GUILD_IDS", guild.id, guild.name)
+        try:
+            await guild.leave()
+        except discord.HTTPException as exc:
+            # Still ignored: every request from it is refused (JobStarter, interaction_check).
+            log.warning("could not leave guild %s: %s %s", guild.id, exc.status, exc.text)
+
+    async def _interaction_allowed(self, interaction: discord.Interaction[SoraBot]) -> bool:
+        """Commands from a server outside ALLOWED_GUILD_IDS are answered with a refusal and not run."""
+        if interaction.guild_id is None or self.guild_allowed(interaction.guild_id):
+            return True
+        name = getattr(interaction.command, "name", "?")
+        log.info("ignored /%s from guild %s (not in ALLOWED_GUILD_IDS)", name, interaction.guild_id)
+        return False
 
     async def on_app_command_error(
         self, interaction: discord.Interaction[SoraBot], error: app_commands.AppCommandError

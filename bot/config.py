@@ -120,6 +120,14 @@ class Settings:
     pro_credit_multiplier: int = 3
     allow_private_results: bool = True
     """``/sora private:true`` (the video goes to the requester's DMs) is offered."""
+    allowed_guild_ids: frozenset[int] = frozenset()
+    """The only servers the bot stays in (empty = any); it leaves the others."""
+    server_daily_credits: int | None = None
+    """Credits a server's members together may spend per UTC day (None = no cap)."""
+    global_daily_credits: int | None = None
+    """Credits every server together may spend per UTC day (None = no cap)."""
+    max_allowance: int | None = None
+    """The highest daily allowance /sora-admin allowance may set (None = no limit)."""
     # Defaults for every server until its admins change them with /sora-admin.
     cooldown_seconds: int = 30
     max_pending_jobs_per_user: int = 2
@@ -290,6 +298,10 @@ def _parse(env: Mapping[str, str]) -> Settings:
         credits_per_second=integer("CREDITS_PER_SECOND", 1),
         pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
         allow_private_results=boolean("ALLOW_PRIVATE_RESULTS", "1"),
+        allowed_guild_ids=_guild_ids(get("ALLOWED_GUILD_IDS")),
+        server_daily_credits=integer("SERVER_DAILY_CREDITS", 0) if get("SERVER_DAILY_CREDITS") else None,
+        global_daily_credits=integer("GLOBAL_DAILY_CREDITS", 0) if get("GLOBAL_DAILY_CREDITS") else None,
+        max_allowance=integer("MAX_ALLOWANCE", 0) if get("MAX_ALLOWANCE") else None,
         cooldown_seconds=integer("COOLDOWN_SECONDS", 30),
         max_pending_jobs_per_user=integer("MAX_PENDING_JOBS_PER_USER", 2, minimum=1),
         log_level=log_level,
@@ -299,6 +311,17 @@ def _parse(env: Mapping[str, str]) -> Settings:
         public_base_url=url("PUBLIC_BASE_URL"),
         metrics_token=Secret(get("METRICS_TOKEN")),
     )
+
+
+def _guild_ids(raw: str) -> frozenset[int]:
+    """``ALLOWED_GUILD_IDS=123,456``: server ids (snowflakes)."""
+    try:
+        ids = frozenset(int(part) for part in raw.replace(" ", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"ALLOWED_GUILD_IDS must be a comma-separated list of server ids, got {raw!r}") from None
+    if any(i <= 0 for i in ids):
+        raise ConfigError(f"ALLOWED_GUILD_IDS must hold positive server ids, got {raw!r}")
+    return ids
 
 
 def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_base: str) -> tuple[str, ...]:

@@ -57,6 +57,13 @@ class InsufficientCredits(BotError):
     user_message = "You do not have enough credits for that."
 
 
+class BudgetExhausted(InsufficientCredits):
+    """The operator's daily cap for one server (SERVER_DAILY_CREDITS) or for the whole bot
+    (GLOBAL_DAILY_CREDITS) would be passed; nothing is charged."""
+
+    user_message = "The video budget for today is used up. It resets at 00:00 UTC."
+
+
 # --- provider errors -------------------------------------------------------------------------
 
 
@@ -208,6 +215,23 @@ class DeliveryFailed(BotError):
     """The finished video could not be handed over (channel gone, permissions missing)."""
 
     user_message = "The video was made but could not be posted here. Your credits were refunded."
+
+
+class WrongPlace(BotError):
+    """A request from somewhere the bot makes no videos for: a direct message, a server it is not
+    allowed in or has left, or a member who left the job's server. Nothing is charged."""
+
+    user_message = "Videos can only be made in a server's text channel."
+
+
+class BotCannotPost(BotError):
+    """The bot lacks a permission it needs to deliver the video in that channel; checked before charging."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(
+            f"bot lacks {', '.join(missing)}",
+            user_message=f"I can't post videos in this channel: I need {', '.join(missing)} here. Nothing was charged.",
+        )
 
 
 class UploadRefused(DeliveryFailed):

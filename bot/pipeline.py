@@ -11,7 +11,7 @@ import aiohttp
 from bot.callbacks import Callbacks
 from bot.catalogue import Catalogue, Router, load_catalogue
 from bot.config import Settings
-from bot.credits.ledger import CreditPolicy
+from bot.credits.ledger import CreditPolicy, SpendingCaps
 from bot.jobs.notifier import Notifier
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService
@@ -78,7 +78,8 @@ async def open_pipeline(
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README
     )
     policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
-    service = JobService(repo, providers, router, runner, policy, data_dir=settings.data_dir, charge=charge)
+    caps = SpendingCaps(settings.server_daily_credits, settings.global_daily_credits, settings.max_allowance)
+    service = JobService(repo, providers, router, runner, policy, data_dir=settings.data_dir, charge=charge, caps=caps)
     try:
         if start_runner:
             await runner.start()

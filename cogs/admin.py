@@ -132,6 +132,7 @@ class AdminGroup(app_commands.Group):
         self, interaction: discord.Interaction[SoraBot], credits: app_commands.Range[int, 0, MAX_CREDITS] | None = None
     ) -> None:
         guild_id, actor = self._ids(interaction)
+        self.bot.require_pipeline().service.caps.check_allowance(credits)  # MAX_ALLOWANCE: the operator's bound
         await self.bot.require_guild_settings().update(guild_id, actor_id=actor, daily_allowance=credits)
         self._audit(interaction, "set the daily allowance to %s", credits)
         default = self.bot.policy_defaults.daily_allowance

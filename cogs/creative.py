@@ -151,7 +151,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         await self._start(interaction, source, request, "continue", reference=reference)
 
     async def _delete(self, interaction: discord.Interaction[SoraBot], source: Job) -> None:
-        if not may_manage(interaction, source):
+        if not may_manage(interaction, source, channel_id=source.result_channel_id):
             raise Refused("Only the person who asked for this video (or a moderator) can delete it.")
         if source.result_deleted_at or not source.result_message_id:
             raise Refused(f"Video #{source.id} has already been deleted.")

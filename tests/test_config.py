@@ -162,6 +162,25 @@ def test_settings_defaults_match_load_settings_defaults() -> None:
     assert Settings() == load_settings({})
 
 
+def test_operator_limits_are_optional_numbers_and_server_ids() -> None:
+    unset = load_settings({}, dotenv_path=None)
+    assert (unset.server_daily_credits, unset.global_daily_credits, unset.max_allowance) == (None, None, None)
+    assert unset.allowed_guild_ids == frozenset()
+    env = {
+        "SERVER_DAILY_CREDITS": "200",
+        "GLOBAL_DAILY_CREDITS": "0",
+        "MAX_ALLOWANCE": "100",
+        "ALLOWED_GUILD_IDS": "123, 456",
+    }
+    settings = load_settings(env, dotenv_path=None)
+    assert (settings.server_daily_credits, settings.global_daily_credits, settings.max_allowance) == (200, 0, 100)
+    assert settings.allowed_guild_ids == frozenset({123, 456})
+    with pytest.raises(ConfigError, match=r"^ALLOWED_GUILD_IDS"):
+        load_settings({"ALLOWED_GUILD_IDS": "my-server"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match=r"^SERVER_DAILY_CREDITS"):
+        load_settings({"SERVER_DAILY_CREDITS": "-5"}, dotenv_path=None)
+
+
 def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
     assert load_settings({}).poll_cost_seconds == 0.115
     assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from bot.errors import InsufficientCredits
+from bot.errors import BudgetExhausted, InsufficientCredits, InvalidRequest
 
 DAILY, EXTRA = "daily", "extra"
 
@@ -42,8 +42,7 @@ class Balance:
         return self.daily_left + max(0, self.extra)
 
     def resets_in(self) -> str:
-        minutes = max(0, int(self.resets_at.timestamp() - self.now) // 60)
-        return f"in {minutes // 60} h {minutes % 60} min"
+        return _resets_in(self.now, self.resets_at)
 
     def split(self, cost: int) -> list[tuple[str, int]]:
         """The (pool, amount) rows that pay ``cost``, or InsufficientCredits with the figures."""
@@ -60,6 +59,53 @@ class Balance:
         if cost - from_daily:
             parts.append((EXTRA, cost - from_daily))
         return parts
+
+
+@dataclass(frozen=True)
+class SpendingCaps:
+    """The operator's limits on what members may spend, whoever they are (None = no cap).
+
+    ``server_daily`` / ``global_daily``: credits spent per UTC day in one server / in all servers
+    together (reserves of the day minus their refunds); ``max_allowance``: the highest daily
+    allowance a server's admins may set."""
+
+    server_daily: int | None = None
+    global_daily: int | None = None
+    max_allowance: int | None = None
+
+    def check(self, cost: int, *, server_spent: int, global_spent: int, now: float) -> None:
+        """BudgetExhausted when ``cost`` more today would pass a cap; the sentence says which and when
+        it resets. ``*_spent``: what the day has used so far (0 when that cap is not set)."""
+        when = _resets_in(now, next_reset(now))
+        if self.server_daily is not None and server_spent + cost > self.server_daily:
+            raise BudgetExhausted(
+                f"server cap: {server_spent} + {cost} > {self.server_daily}",
+                user_message=(
+                    f"This server's video budget for today is used up ({server_spent} of "
+                    f"{self.server_daily} credits spent; this video costs {cost}). "
+                    f"It resets at 00:00 UTC ({when})."
+                ),
+            )
+        if self.global_daily is not None and global_spent + cost > self.global_daily:
+            raise BudgetExhausted(
+                f"global cap: {global_spent} + {cost} > {self.global_daily}",
+                user_message=(
+                    f"The bot's video budget for today is used up across all servers. It resets at 00:00 UTC ({when})."
+                ),
+            )
+
+    def check_allowance(self, allowance: int | None) -> None:
+        """InvalidRequest when a server's admins ask for a daily allowance above ``max_allowance``."""
+        if allowance is not None and self.max_allowance is not None and allowance > self.max_allowance:
+            raise InvalidRequest(
+                f"The daily allowance on this bot can be at most {self.max_allowance} credits per member.",
+                f"allowance {allowance} > MAX_ALLOWANCE {self.max_allowance}",
+            )
+
+
+def _resets_in(now: float, at: dt.datetime) -> str:
+    minutes = max(0, int(at.timestamp() - now) // 60)
+    return f"in {minutes // 60} h {minutes % 60} min"
 
 
 def utc_day(now: float) -> str:

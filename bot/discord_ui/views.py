@@ -51,10 +51,16 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"so
             await interaction.followup.send(exc.user_message, ephemeral=True)
 
 
-def may_manage(interaction: discord.Interaction[Any], job: Job) -> bool:
-    """The requester, or a member allowed to manage messages in that channel."""
+def may_manage(interaction: discord.Interaction[Any], job: Job, *, channel_id: str | None = None) -> bool:
+    """The requester, or a member with Manage Messages where the job lives: the click must come from
+    the job's own server (and ``channel_id``, when given), because the permissions an interaction
+    carries are those of the server and channel it was clicked in, whatever its custom id names."""
     if str(interaction.user.id) == job.user_id:
         return True
+    if job.guild_id is None or interaction.guild_id is None or str(interaction.guild_id) != job.guild_id:
+        return False
+    if channel_id is not None and str(interaction.channel_id) != channel_id:
+        return False
     permissions = interaction.permissions
     return bool(permissions and permissions.manage_messages)
 

@@ -40,6 +40,7 @@ from bot.errors import (
     ProviderUnavailable,
     RateLimited,
 )
+from bot.jobs.fair_queue import fair_order
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
@@ -151,6 +152,8 @@ class JobRunner:
         """Seconds of detection delay one status request is worth (bot/jobs/poll_planner.py)."""
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._owners: dict[int, str] = {}
+        self._guilds: dict[int, str] = {}
+        """The server of each running job: queued jobs are started server by server (fair_order)."""
         self._wake = asyncio.Event()
         self._job_events: dict[int, asyncio.Event] = {}
         self._polls: dict[int, int] = {}
@@ -261,8 +264,11 @@ class JobRunner:
                 failures = 0
             # After a failure, the next pass comes soon: queued jobs start once the database is back.
             timeout = DATABASE_BACKOFF.delay(failures) if failures else 30
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+            # event fires (a wake right before stop()), and the loop then never ends.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _lease_loop(self) -> None:
         """Renew our leases and take over jobs whose lease ran out, every third of a lease; at once when
@@ -271,7 +277,8 @@ class JobRunner:
         while True:
             timeout = DATABASE_BACKOFF.delay(failures) if failures else self.lease_seconds / 3
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._orphaned.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):  # see _schedule_loop: not wait_for
+                    await self._orphaned.wait()
             self._orphaned.clear()
             try:
                 await self._heartbeat()
@@ -314,7 +321,8 @@ class JobRunner:
         running = Counter(self._owners.values())
         waiting: list[Job] = []
         chosen: list[Job] = []
-        for job in await self.repo.jobs_in([State.QUEUED]):
+        queued = fair_order(await self.repo.jobs_in([State.QUEUED]), Counter(self._guilds.values()))
+        for job in queued:
             if job.id in self._tasks or job.id in self._cancelling:
                 continue
             if job.image_path and not await self._image_here(job):
@@ -342,6 +350,7 @@ class JobRunner:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._tasks[job.id] = task
         self._owners[job.id] = job.user_id
+        self._guilds[job.id] = job.guild_id or ""
         self._job_events[job.id] = asyncio.Event()
         if self.events is not None:
             self.events.job_taken(job)
@@ -353,6 +362,7 @@ class JobRunner:
             self._leased.discard(job.id)
             self._tasks.pop(job.id, None)
             self._owners.pop(job.id, None)
+            self._guilds.pop(job.id, None)
             self._job_events.pop(job.id, None)
             self._wake.set()
 
@@ -539,7 +549,8 @@ class JobRunner:
                 # A wake (provider callback) cuts the wait short. Cleared after waiting, not before,
                 # so one arriving during the status request below still counts for the next wait.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(delay, remaining))
+                    async with asyncio.timeout(min(delay, remaining)):  # see _schedule_loop: not wait_for
+                        await event.wait()
                 event.clear()
             else:
                 await asyncio.sleep(min(delay, remaining))
@@ -600,7 +611,7 @@ class JobRunner:
         await self._finish(failed, "refund")
 
     async def cancel(self, job_id: int) -> Job:
-        """Cancel a queued or running job and refund it. CancelRefused once the video exists."""
+        """Cancel a queued job, or a running one the provider stops, and refund it; else CancelRefused."""
         # Keeps the scheduler from starting a queued job while we are cancelling it: it would then
         # submit (and pay for) a job whose row we are about to mark cancelled and refunded.
         self._cancelling.add(job_id)
@@ -610,32 +621,60 @@ class JobRunner:
             self._cancelling.discard(job_id)
 
     async def _cancel(self, job_id: int) -> Job:
+        """Only a job nobody is billed for yet is cancelled and refunded: one still queued, or one the
+        provider confirms it stopped. A job generating at a provider that cannot stop it is billed
+        anyway, so Cancel is refused and the video is posted (README, "Cancel")."""
         job = await self.repo.get_job(job_id)
         if job is None or job.state.terminal:
             raise CancelRefused(f"job {job_id} is finished")
-        if job.state in (State.SUBMITTING, State.DOWNLOADING, State.DELIVERING):
+        if job.state is State.RUNNING:
+            await self._stop_at_provider(job)
+        elif job.state is not State.QUEUED:
             raise CancelRefused(
                 f"job {job_id} is {job.state}",
                 user_message="This job is between steps and cannot be cancelled right now."
                 if job.state is State.SUBMITTING
                 else "The video is already done and being posted.",
             )
+        cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
+        # One statement fenced by the state and the lease: a job that moved on meanwhile (it may be
+        # posting) or that another live process works is left alone, and nothing is refunded.
+        if not await self.repo.cancel_job(cancelled, from_states=[job.state], owner=self.owner):
+            current = await self.repo.get_job(job_id)
+            if current is not None and current.state in (State.FAILED, State.CANCELLED):
+                return current  # its runner saw the provider's cancel first: stopped and refunded all the same
+            raise CancelRefused(
+                f"job {job_id} moved on from {job.state} or is leased elsewhere",
+                user_message="This job has just moved on (or another instance of the bot is working on it) "
+                "and can no longer be cancelled.",
+            )
         task = self._tasks.get(job_id)
         if task is not None:
+            # Its next fenced write would fail anyway; stop it before it polls or uploads again.
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        job = await self.repo.get_job(job_id)
-        assert job is not None  # noqa: S101
-        if job.state.terminal:  # finished while we were stopping it
-            raise CancelRefused(f"job {job_id} finished first")
-        provider = self.providers.get(job.provider)
-        if job.provider_job_id and provider is not None and provider.capabilities.can_cancel:
-            with contextlib.suppress(ProviderError):
-                await provider.cancel(job.provider_job_id)
-        cancelled = job.moved(State.CANCELLED, time.time(), error_message="Cancelled. Your credits were refunded.")
-        await self._finish(cancelled, "refund")
+        self._leased.discard(job_id)
+        await self._finished(cancelled, "refund", settled=True)
         self._wake.set()
         return cancelled
+
+    async def _stop_at_provider(self, job: Job) -> None:
+        """CancelRefused unless the provider confirms it stopped ``job``: otherwise it bills the video."""
+        billed = CancelRefused(
+            f"job {job.id}: {job.provider} cannot stop {job.provider_job_id}",
+            user_message="This video is already generating and the provider cannot stop it, so it is paid for: "
+            "it will be posted when it is ready.",
+        )
+        provider = self.providers.get(job.provider)
+        if not job.provider_job_id or provider is None or not provider.capabilities.can_cancel:
+            raise billed
+        try:
+            stopped = await provider.cancel(job.provider_job_id)
+        except ProviderError as exc:
+            log.warning("job %s: provider cancel failed: %s", job.id, exc.detail)
+            stopped = False
+        if not stopped:
+            raise billed
 
     async def _finish(self, job: Job, settle: str) -> None:
         """Store the terminal state and settle credits atomically, then clean up and tell the world."""
@@ -655,6 +694,10 @@ class JobRunner:
 
         settled = await until_database_answers(store, what=f"job {job.id}: {job.state}")
         self._leased.discard(job.id)  # finished: nothing left to renew
+        await self._finished(job, settle, settled=settled)
+
+    async def _finished(self, job: Job, settle: str, *, settled: bool) -> None:
+        """After a stored terminal state: log, metrics, files, and the status message."""
         log.info(
             "job %s: %s (credits: %s)", job.id, job.state, settle, extra={"job_id": job.id, "state": job.state.value}
         )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.catalogue import Router
-from bot.credits.ledger import Balance, CreditPolicy
+from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
 from bot.media.gate import ImageGate
@@ -49,6 +49,7 @@ class JobService:
         *,
         data_dir: Path,
         charge: bool = True,
+        caps: SpendingCaps | None = None,
     ) -> None:
         self.repo = repo
         self.providers = providers
@@ -57,6 +58,8 @@ class JobService:
         self.policy = policy
         self.images_dir = data_dir / "images"
         self.charge = charge
+        self.caps = caps or SpendingCaps()
+        """The operator's daily caps, checked in the reserving transaction."""
         self.images = ImageGate()
 
     def validate(self, request: VideoRequest) -> None:
@@ -125,6 +128,7 @@ class JobService:
                 policy=self.policy,
                 allowance=allowance,
                 admission=admission,
+                caps=self.caps,
                 extra={
                     "image_path": str(image_path) if image_path else None,
                     "image_url": request.image.url if request.image else None,

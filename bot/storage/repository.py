@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, SpendingCaps, next_reset, utc_day
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
@@ -105,12 +105,15 @@ class Repository:
         extra: dict[str, Any] | None = None,
         now: float | None = None,
         admission: Callable[[int, float | None], None] | None = None,
+        caps: SpendingCaps | None = None,
     ) -> Job:
         """Store a new queued job and, when it costs anything, reserve its credits in the same
         ``BEGIN IMMEDIATE`` transaction as the balance check, so two requests cannot overspend.
 
         ``admission(unfinished_jobs, last_job_at)`` (the server's per-user limits) is called inside
         the same transaction, so two requests at once cannot both slip under the limit; it raises to refuse.
+        ``caps`` (the operator's daily caps per server and in total) are checked there too: SQLite's
+        single writer makes them exact across processes.
         """
         now = time.time() if now is None else now
         async with self._transaction():
@@ -122,6 +125,8 @@ class Repository:
                 daily = policy.daily_credits if allowance is None else allowance
                 balance = await self._balance(guild_id or "", user_id, daily, now)
                 parts = balance.split(cost)  # raises InsufficientCredits: nothing written
+                if caps is not None:
+                    await self._check_caps(caps, guild_id or "", cost, now)
             columns = new_job_columns(
                 provider=provider,
                 user_id=user_id,
@@ -151,6 +156,27 @@ class Repository:
         assert job is not None  # noqa: S101
         return job
 
+    async def _check_caps(self, caps: SpendingCaps, guild_id: str, cost: int, now: float) -> None:
+        """BudgetExhausted when ``cost`` would pass a daily cap; the caller holds the transaction."""
+        server = await self.spent_on_day(guild_id, now) if caps.server_daily is not None else 0
+        total = await self.spent_on_day(None, now) if caps.global_daily is not None else 0
+        caps.check(cost, server_spent=server, global_spent=total, now=now)
+
+    async def spent_on_day(self, guild_id: str | None, now: float) -> int:
+        """Credits spent on ``now``'s UTC day in one server (or, with None, in all of them): the day's
+        reserves minus their refunds (a refund carries its reserve's day). Grants do not count."""
+        sql = (
+            "SELECT COALESCE(SUM(CASE WHEN kind = 'reserve' THEN amount ELSE -amount END), 0) FROM ledger"
+            " WHERE day = ? AND kind IN ('reserve', 'refund')"
+        )
+        params: list[Any] = [utc_day(now)]
+        if guild_id is not None:
+            sql += " AND guild_id = ?"
+            params.append(guild_id)
+        async with self.db.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def get_job(self, job_id: int) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
             row = await cur.fetchone()
@@ -171,6 +197,26 @@ class Repository:
         async with self._transaction():
             await self._store(job, owner, terminal=True)
             return await self._settle(job.id, settle, job.finished_at or time.time())
+
+    async def cancel_job(self, job: Job, *, from_states: Iterable[State], owner: str, now: float | None = None) -> bool:
+        """Store the cancelled ``job`` and refund its credits, in one statement fenced by the state and
+        the lease: only while the row is still in ``from_states`` and no other live runner holds it
+        (``owner`` may). False, with nothing written, when the job moved on (it may be posting: a
+        refund then would be a free video) or another process works it."""
+        now = time.time() if now is None else now
+        states = [s.value for s in from_states]
+        assignments = ", ".join(f"{c} = ?" for c in JOB_COLUMNS)
+        sql = (
+            f"UPDATE jobs SET {assignments}, lease_expires_at = NULL WHERE id = ?"  # noqa: S608 - names are ours
+            f" AND state IN ({','.join('?' * len(states))})"
+            " AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at IS NULL OR lease_expires_at < ?)"
+        )
+        async with self._transaction():
+            cur = await self.db.execute(sql, (*job_values(job), job.id, *states, owner, now))
+            if cur.rowcount == 0:
+                return False
+            await self._settle(job.id, "refund", job.finished_at or now)
+        return True
 
     async def _store(self, job: Job, owner: str | None, *, terminal: bool) -> None:
         """The UPDATE of save_job / finish_job; the caller holds the transaction. A finished job's lease

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
-from bot.errors import InsufficientCredits
+from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, SpendingCaps, next_reset, utc_day
+from bot.errors import BudgetExhausted, InsufficientCredits, InvalidRequest
 
 # 2026-03-14 22:30:00 UTC: 1 h 30 min before the daily reset.
 NOW = dt.datetime(2026, 3, 14, 22, 30, tzinfo=dt.UTC).timestamp()
@@ -65,3 +65,25 @@ def test_utc_day_and_next_reset_are_utc() -> None:
     just_after_midnight = dt.datetime(2026, 3, 15, 0, 0, 1, tzinfo=dt.UTC).timestamp()
     assert utc_day(just_after_midnight) == "2026-03-15"
     assert next_reset(just_after_midnight) == dt.datetime(2026, 3, 16, tzinfo=dt.UTC)
+
+
+def test_spending_caps_name_the_budget_that_ran_out_and_when_it_resets() -> None:
+    caps = SpendingCaps(server_daily=16, global_daily=100)
+    caps.check(8, server_spent=8, global_spent=50, now=NOW)  # exactly at the cap is fine
+    with pytest.raises(BudgetExhausted) as server:
+        caps.check(8, server_spent=9, global_spent=50, now=NOW)
+    assert "This server's video budget" in server.value.user_message
+    assert "(in 1 h 30 min)" in server.value.user_message
+    with pytest.raises(BudgetExhausted) as total:
+        caps.check(8, server_spent=0, global_spent=93, now=NOW)
+    assert "across all servers" in total.value.user_message
+    SpendingCaps().check(10**9, server_spent=10**9, global_spent=10**9, now=NOW)  # no caps: never refused
+
+
+def test_max_allowance_bounds_what_admins_may_set() -> None:
+    SpendingCaps(max_allowance=50).check_allowance(50)
+    SpendingCaps(max_allowance=50).check_allowance(None)  # back to the default: always allowed
+    SpendingCaps().check_allowance(10**6)
+    with pytest.raises(InvalidRequest) as refused:
+        SpendingCaps(max_allowance=50).check_allowance(51)
+    assert "at most 50 credits" in refused.value.user_message

@@ -177,7 +177,8 @@ async def test_a_burst_of_50_interactions_is_all_acknowledged() -> None:
 
 
 async def test_cancel_button_only_for_the_requester_and_refunds() -> None:
-    async with world("relay", run_seconds=30.0) as w:
+    # A provider that confirms its cancel: only then is a submitted job refunded (see test_operator_limits).
+    async with world("openai", run_seconds=30.0) as w:
         await w.sora("cancel me", duration=4)
         status = await w.wait_status("Generating")
         custom_id = status.components[0]["components"][0]["custom_id"]

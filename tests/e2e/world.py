@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,8 +151,14 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world(
-    provider: str = "relay", *, env: dict[str, str] | None = None, workdir: Path | None = None, **knobs: Any
+    provider: str = "relay",
+    *,
+    env: dict[str, str] | None = None,
+    workdir: Path | None = None,
+    fake_env: Callable[[FakeDiscord], dict[str, str]] | None = None,
+    **knobs: Any,
 ) -> AsyncIterator[World]:
+    """``fake_env``: settings that name things of the fake Discord (server ids...), made once it exists."""
     video_fake = make_provider_fake(provider, **knobs)
     async with contextlib.AsyncExitStack() as stack:
         if video_fake is not None:
@@ -164,6 +170,7 @@ async def world(
             "TYPICAL_JOB_SECONDS": "2",
             **provider_env(provider, video_fake),
             **(env or {}),
+            **(fake_env(fake) if fake_env else {}),
         }
         bot = await stack.enter_async_context(BotProcess.for_fake(fake, extra_env=bot_env, workdir=workdir))
         await bot.wait_ready(synced=True)

@@ -430,22 +430,68 @@ async def test_cancel_a_queued_job(rigs: RigFactory, relay: FakeRelay, http_sess
         await rig.service.cancel(running.id)  # already finished
 
 
-async def test_cancel_a_running_job_on_a_provider_without_cancel(
+async def test_cancel_of_a_job_generating_at_a_provider_without_cancel_is_refused_and_charged(
     rigs: RigFactory, relay: FakeRelay, http_session: aiohttp.ClientSession
 ) -> None:
-    relay.run_seconds = 1000.0
+    """The relay bills a submitted job whatever we do: a refund would be a free video (issue 13 item 4)."""
+    clock = Clock()
+    relay.clock = clock
+    relay.run_seconds = 10.0
     rig = await rigs(relay_provider(http_session, relay))
     queued = await rig.submit()
     await rig.until(queued.id, lambda j: j.state is State.RUNNING)
     await eventually(lambda: status_polls(relay))  # cancelled while being polled
-    cancelled = await rig.service.cancel(queued.id)
-    assert cancelled.state is State.CANCELLED
-    assert await rig.repo.settlements(queued.id) == {"reserve": COST, "refund": COST}
-    assert await rig.credits() == ALLOWANCE
-    polls = len(status_polls(relay))
-    await asyncio.sleep(0.6)
-    assert len(status_polls(relay)) == polls  # nobody polls a cancelled job
-    assert {r.method for r in relay.requests} == {"POST", "GET"}
+    with pytest.raises(CancelRefused) as refused:
+        await rig.service.cancel(queued.id)
+    assert "it will be posted" in refused.value.user_message
+    assert (await rig.job(queued.id)).state is State.RUNNING
+    assert await rig.repo.settlements(queued.id) == {"reserve": COST}
+    clock.now = 11.0  # the relay finishes: the video is posted and paid for
+    await rig.idle()
+    assert (await rig.job(queued.id)).state is State.SUCCEEDED
+    assert [job_id for job_id, _ in rig.notifier.deliveries] == [queued.id]
+    assert await rig.repo.settlements(queued.id) == {"reserve": COST, "capture": COST}
+
+
+async def test_cancel_the_provider_did_not_confirm_is_refused(
+    rigs: RigFactory, http_session: aiohttp.ClientSession
+) -> None:
+    async with FakeOpenAIVideos(run_seconds=1000.0, poll_after_ms=None) as fake:
+        provider = OpenAIVideosProvider(
+            http_session, api_key=fake.api_key, base_url=f"{fake.base_url}/v1", retry_base_delay=0.01
+        )
+        rig = await rigs(provider)
+        queued = await rig.submit()
+        await rig.until(queued.id, lambda j: j.state is State.RUNNING)
+
+        async def not_stopped(job_id: str) -> bool:
+            return False
+
+        provider.cancel = not_stopped  # type: ignore[method-assign]
+        with pytest.raises(CancelRefused):
+            await rig.service.cancel(queued.id)
+        assert await rig.repo.settlements(queued.id) == {"reserve": COST}
+        assert (await rig.job(queued.id)).state is State.RUNNING
+        await rig.close()
+
+
+async def test_servers_take_turns_for_running_slots(
+    rigs: RigFactory, relay: FakeRelay, http_session: aiohttp.ClientSession
+) -> None:
+    clock = Clock()
+    relay.clock = clock
+    relay.run_seconds = 10.0
+    rig = await rigs(relay_provider(http_session, relay), start=False, max_running=2, max_running_per_user=5)
+    busy = [
+        await rig.service.submit(NewJob(VideoRequest(f"busy {n}", 4), user_id=f"u{n}", guild_id="busy"))
+        for n in range(4)
+    ]
+    quiet = await rig.service.submit(NewJob(VideoRequest("quiet", 4), user_id="q", guild_id="quiet"))
+    await rig.runner.start()
+    await rig.until(quiet.id, lambda j: j.state is State.RUNNING)  # one of the two slots, despite the backlog
+    assert (await rig.job(busy[0].id)).state is State.RUNNING
+    assert [(await rig.job(j.id)).state for j in busy[1:]] == [State.QUEUED] * 3
+    relay.clock, relay.run_seconds = time.monotonic, 0.1  # let everything finish
     await rig.idle()
 
 

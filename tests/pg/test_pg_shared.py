@@ -51,6 +51,13 @@ from tests.storage.test_repository import (  # noqa: F401
     test_settle_refund_exactly_once_restores_the_balance,
     test_unknown_or_state_fields_are_refused,
 )
+from tests.storage.test_spending_caps import (  # noqa: F401
+    test_a_servers_members_together_cannot_pass_its_daily_cap,
+    test_cancel_is_fenced_by_state_and_lease,
+    test_concurrent_reserves_never_pass_the_server_cap,
+    test_refunds_give_the_budget_back_and_the_next_day_starts_afresh,
+    test_the_global_cap_counts_every_server,
+)
 
 
 @pytest.fixture(autouse=True)

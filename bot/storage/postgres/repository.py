@@ -5,6 +5,8 @@ connection, so the read-check-write steps take explicit locks instead:
 
 * a reserve (``create_job``), ``set_extra`` and ``reset_day`` hold a transaction-scoped advisory lock on
   (guild, user): two processes cannot both pass the balance check or the per-user admission;
+* a reserve under a daily spending cap also holds the server's lock (SERVER_DAILY_CREDITS) and the
+  global one (GLOBAL_DAILY_CREDITS), always in the order user, server, global, so none deadlock;
 * a settle first locks the job's row (``SELECT ... FOR UPDATE``), so a capture and a refund of the same
   job cannot both happen; the unique index ``ledger_once_per_job`` backs this with ON CONFLICT DO NOTHING.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, next_reset, utc_day
+from bot.credits.ledger import DAILY, EXTRA, Balance, CreditPolicy, SpendingCaps, next_reset, utc_day
 from bot.errors import LeaseLost
 from bot.jobs.model import ACTIVE, TERMINAL, Job, State
 from bot.storage.job_rows import JOB_COLUMNS, job_from_row, job_values, new_job_columns
@@ -27,9 +29,11 @@ _UNFINISHED = [s.value for s in State if s not in TERMINAL]
 _TERMINAL = [s.value for s in TERMINAL]
 
 # Advisory lock namespaces (the two-int form keeps them apart from each other and from MIGRATION_LOCK).
-USER_LOCK_SPACE, GUILD_TERMS_LOCK_SPACE = 1, 2
+USER_LOCK_SPACE, GUILD_TERMS_LOCK_SPACE, SPEND_LOCK_SPACE = 1, 2, 3
 # Serialises every balance check-then-write of one user in one server, across connections and processes.
 _USER_LOCK = f"SELECT pg_advisory_xact_lock({USER_LOCK_SPACE}, hashtext($1::text || ':' || $2::text))"
+# Serialises the reserves under a daily cap: per server ('g:<id>'), or of every server ('*').
+_SPEND_LOCK = f"SELECT pg_advisory_xact_lock({SPEND_LOCK_SPACE}, hashtext($1::text))"
 _INSERT_SETTLEMENT = (
     "INSERT INTO ledger (guild_id, user_id, kind, pool, amount, job_id, day, created_at)"
     " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (job_id, kind, pool) WHERE job_id IS NOT NULL DO NOTHING"
@@ -78,9 +82,11 @@ class PostgresRepository:
         extra: dict[str, Any] | None = None,
         now: float | None = None,
         admission: Callable[[int, float | None], None] | None = None,
+        caps: SpendingCaps | None = None,
     ) -> Job:
         """Store a new queued job and reserve its credits in one transaction, under the (guild, user)
-        advisory lock, so neither the balance check nor ``admission`` can be passed twice at once."""
+        advisory lock, so neither the balance check nor ``admission`` can be passed twice at once.
+        ``caps``: the operator's daily caps, checked under the server's and the global advisory lock."""
         now = time.time() if now is None else now
         columns = new_job_columns(
             provider=provider,
@@ -106,6 +112,8 @@ class PostgresRepository:
                 daily = policy.daily_credits if allowance is None else allowance
                 balance = await self._balance(conn, guild_id or "", user_id, daily, now)
                 parts = balance.split(cost)  # raises InsufficientCredits: the transaction rolls back
+                if caps is not None:
+                    await self._check_caps(conn, caps, guild_id or "", cost, now)
             row = await conn.fetchrow(
                 f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({marks}) RETURNING *",  # noqa: S608 - names checked
                 *columns.values(),
@@ -126,6 +134,37 @@ class PostgresRepository:
                 )
         return _job(row)
 
+    @classmethod
+    async def _check_caps(
+        cls, conn: asyncpg.Connection, caps: SpendingCaps, guild_id: str, cost: int, now: float
+    ) -> None:
+        """BudgetExhausted when ``cost`` would pass a daily cap. Takes the cap's lock first, so the
+        sum read here cannot change before this transaction commits."""
+        server = total = 0
+        if caps.server_daily is not None:
+            await conn.execute(_SPEND_LOCK, f"g:{guild_id}")
+            server = await cls._spent_on_day(conn, guild_id, now)
+        if caps.global_daily is not None:
+            await conn.execute(_SPEND_LOCK, "*")
+            total = await cls._spent_on_day(conn, None, now)
+        caps.check(cost, server_spent=server, global_spent=total, now=now)
+
+    async def spent_on_day(self, guild_id: str | None, now: float) -> int:
+        """Credits spent on ``now``'s UTC day in one server (or, with None, in all of them): the day's
+        reserves minus their refunds (a refund carries its reserve's day). Grants do not count."""
+        async with self.pool.acquire() as conn:
+            return await self._spent_on_day(conn, guild_id, now)
+
+    @staticmethod
+    async def _spent_on_day(conn: asyncpg.Connection, guild_id: str | None, now: float) -> int:
+        value = await conn.fetchval(
+            "SELECT COALESCE(SUM(CASE WHEN kind = 'reserve' THEN amount ELSE -amount END), 0) FROM ledger"
+            " WHERE day = $1 AND kind IN ('reserve', 'refund') AND ($2::text IS NULL OR guild_id = $2)",
+            utc_day(now),
+            guild_id,
+        )
+        return int(value or 0)
+
     async def get_job(self, job_id: int) -> Job | None:
         row = await self.pool.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
         return _job(row) if row else None
@@ -144,6 +183,26 @@ class PostgresRepository:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._store(conn, job, owner, terminal=True)  # also locks the job's row
             return await self._settle(conn, job.id, settle, job.finished_at or time.time())
+
+    async def cancel_job(self, job: Job, *, from_states: Iterable[State], owner: str, now: float | None = None) -> bool:
+        """Store the cancelled ``job`` and refund its credits, in one statement fenced by the state and
+        the lease: only while the row is still in ``from_states`` and no other live runner holds it
+        (``owner`` may). False, with nothing written, when the job moved on (it may be posting: a
+        refund then would be a free video) or another process works it."""
+        now = time.time() if now is None else now
+        n = len(JOB_COLUMNS)
+        assignments = ", ".join(f"{c} = ${i}" for i, c in enumerate(JOB_COLUMNS, start=1))
+        sql = (
+            f"UPDATE jobs SET {assignments}, lease_expires_at = NULL WHERE id = ${n + 1}"  # noqa: S608 - names are ours
+            f" AND state = ANY(${n + 2}::text[]) AND (lease_owner IS NULL OR lease_owner = ${n + 3}"
+            f" OR lease_expires_at IS NULL OR lease_expires_at < ${n + 4})"
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(sql, *job_values(job), job.id, [s.value for s in from_states], owner, now)
+            if _changed(status) == 0:
+                return False
+            await self._settle(conn, job.id, "refund", job.finished_at or now)
+        return True
 
     @staticmethod
     async def _store(conn: asyncpg.Connection, job: Job, owner: str | None, *, terminal: bool) -> None:

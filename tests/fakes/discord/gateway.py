@@ -203,7 +203,7 @@ class Gateway:
         )
         self.sessions[session.id] = session
         fake = self.fake
-        guilds = [g for g in fake.guilds.values() if session.owns(g.id)]
+        guilds = [g for g in fake.guilds.values() if session.owns(g.id) and g.id not in fake.left_guilds]
         ready = {
             "v": 10,
             "user": fake.bot_user.payload(),

@@ -131,6 +131,7 @@ class Rest:
         r.add_get(p + "/guilds/{gid}/channels", self.get_guild_channels)
         r.add_get(p + "/guilds/{gid}/roles", self.get_guild_roles)
         r.add_get(p + "/guilds/{gid}/members/{uid}", self.get_member)
+        r.add_delete(p + "/users/@me/guilds/{gid}", self.leave_guild)
         r.add_get(p + "/channels/{cid}", self.get_channel)
         r.add_delete(p + "/channels/{cid}", self.delete_channel)
         r.add_post(p + "/channels/{cid}/typing", self.typing)
@@ -405,6 +406,11 @@ class Rest:
         if member is None:
             raise ApiError(404, "Unknown Member", 10007)
         return jres(member.payload())
+
+    async def leave_guild(self, request: web.Request) -> web.Response:
+        guild = self._guild(request)
+        await self.fake.remove_bot_from(guild)
+        return web.Response(status=204)
 
     # ---- channels and messages ------------------------------------------------------------------
 

@@ -137,6 +137,8 @@ class FakeDiscord(InteractionSender, Recorder):
         self.sync_count = 0
         self.nonce_hits = 0
         self.blocked_dm_users: set[int] = set()
+        self.left_guilds: set[int] = set()
+        """Guilds the bot left; they stay in ``guilds`` (the users are still there) but not at IDENTIFY."""
         self.requests: list[RequestRecord] = []
         self.faults: deque[Fault] = deque()
         self.edit_delay = 0.0
@@ -245,6 +247,20 @@ class FakeDiscord(InteractionSender, Recorder):
         channel = Channel(self.snowflakes.next(), "", None, type=1, recipient=self.users[user_id])
         self.channels[channel.id] = channel
         return channel
+
+    async def join_guild(self, guild: Guild) -> None:
+        """The bot is added to ``guild`` while running: GUILD_CREATE to the session that owns it."""
+        if self.bot_user.id not in guild.members:
+            guild.members[self.bot_user.id] = Member(self.bot_user, [])
+        self.left_guilds.discard(guild.id)
+        await self.gateway.broadcast("GUILD_CREATE", guild.payload(full=True), guild.id)
+
+    async def remove_bot_from(self, guild: Guild) -> None:
+        """The bot leaves ``guild`` (DELETE /users/@me/guilds/{id}): GUILD_DELETE, and its REST calls there fail."""
+        guild.members.pop(self.bot_user.id, None)
+        self.left_guilds.add(guild.id)
+        await self.gateway.broadcast("GUILD_DELETE", {"id": str(guild.id), "unavailable": False}, guild.id)
+        self.notify()
 
     def upload_limit_for(self, guild_id: int | None) -> int:
         guild = self.guilds.get(guild_id) if guild_id is not None else None
