@@ -7,8 +7,6 @@ in flight per message, only the latest content sent, the per-channel gap and the
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -17,46 +15,12 @@ import discord
 import pytest
 
 from bot.discord_ui.coalescer import EditCoalescer, EditFn
+from tests.fakes.clock import VirtualClock
 
 GAP = 1.2
 INTERVAL = 5.0
 CHANNEL = 10
 OTHER_CHANNEL = 20
-
-
-class VirtualClock:
-    """Time moves only when the test calls ``advance``; sleepers wake in order of their deadline."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + delay, next(self._seq), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        target = self.now + seconds
-        await settle()
-        while self._sleepers and self._sleepers[0][0] <= target:
-            wake_at, _, future = heapq.heappop(self._sleepers)
-            self.now = max(self.now, wake_at)
-            if not future.done():
-                future.set_result(None)
-            await settle()
-        self.now = target
-        await settle()
-
-
-async def settle() -> None:
-    """Let every ready task run until it waits on the clock or a gate."""
-    for _ in range(100):
-        await asyncio.sleep(0)
 
 
 @dataclass

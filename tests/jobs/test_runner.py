@@ -32,6 +32,7 @@ from bot.providers.relay import PATH, RelayProvider
 from bot.providers.segmind import SegmindProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository
+from tests.fakes.clock import ManualClock
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
 from tests.fakes.segmind import FakeSegmind
@@ -41,16 +42,6 @@ KEY = "sk-relay-SECRET-runner-0123456789"
 ALLOWANCE = 40
 COST = 4  # a 4 s sora-2 clip at 1 credit per second
 SUCCESS_PATH = [State.SUBMITTING, State.RUNNING, State.DOWNLOADING, State.DELIVERING, State.SUCCEEDED]
-
-
-class Clock:
-    """A hand-driven clock for FakeRelay's task lifecycle."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingNotifier:
@@ -434,7 +425,7 @@ async def test_cancel_of_a_job_generating_at_a_provider_without_cancel_is_refuse
     rigs: RigFactory, relay: FakeRelay, http_session: aiohttp.ClientSession
 ) -> None:
     """The relay bills a submitted job whatever we do: a refund would be a free video (issue 13 item 4)."""
-    clock = Clock()
+    clock = ManualClock()
     relay.clock = clock
     relay.run_seconds = 10.0
     rig = await rigs(relay_provider(http_session, relay))
@@ -478,7 +469,7 @@ async def test_cancel_the_provider_did_not_confirm_is_refused(
 async def test_servers_take_turns_for_running_slots(
     rigs: RigFactory, relay: FakeRelay, http_session: aiohttp.ClientSession
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     relay.clock = clock
     relay.run_seconds = 10.0
     rig = await rigs(relay_provider(http_session, relay), start=False, max_running=2, max_running_per_user=5)
@@ -520,7 +511,7 @@ async def test_cancel_a_running_job_cancels_it_at_the_provider(
 async def test_restart_mid_running_resumes_polling_without_resubmitting(
     rigs: RigFactory, relay: FakeRelay, http_session: aiohttp.ClientSession
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     relay.clock = clock
     relay.run_seconds = 10.0
     before = await rigs(relay_provider(http_session, relay))

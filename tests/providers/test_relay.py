@@ -24,26 +24,17 @@ from bot.errors import (
 )
 from bot.providers.base import JobState, ReferenceImage, VideoProvider, VideoRequest
 from bot.providers.relay import RelayProvider, parse_callback, parse_progress
+from tests.fakes.clock import ManualClock
 from tests.fakes.relay import SIZE_MISMATCH, FakeRelay
 from tests.fakes.videos import tiny_mp4
 
 KEY = "sk-relay-SECRET-0123456789"
 
 
-class Clock:
-    """A hand-driven clock for the fake's lifecycle: no sleeping in tests."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeRelay]:
     server = FakeRelay(api_key=KEY, run_seconds=10.0)
-    server.clock = Clock()
+    server.clock = ManualClock()
     async with server:
         yield server
 
@@ -120,7 +111,7 @@ async def test_lifecycle_progress_and_download(
 ) -> None:
     provider = make(http_session, fake)
     clock = fake.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     task_id = await provider.submit(VideoRequest("a cat", seconds=4))
 
     seen = []

@@ -23,6 +23,7 @@ from bot.errors import (
 )
 from bot.providers.base import JobState, ReferenceImage, VideoProvider, VideoRequest
 from bot.providers.sora2api import Sora2ApiProvider, envelope_code, parse_callback
+from tests.fakes.clock import ManualClock
 from tests.fakes.sora2api import FakeSora2Api
 from tests.fakes.videos import tiny_mp4
 
@@ -30,20 +31,10 @@ KEY = "sk-sora2api-SECRET-abcdef"
 RETENTION = 15 * 24 * 3600
 
 
-class Clock:
-    """A hand-driven clock for the fake's lifecycle: no sleeping in tests."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSora2Api]:
     server = FakeSora2Api(api_key=KEY, run_seconds=10.0)
-    server.clock = Clock()
+    server.clock = ManualClock()
     async with server:
         yield server
 
@@ -61,7 +52,7 @@ def make(session: aiohttp.ClientSession, fake: FakeSora2Api, **kwargs: object) -
 
 def advance(fake: FakeSora2Api, now: float) -> None:
     clock = fake.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     clock.now = now
 
 
