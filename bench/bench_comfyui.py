@@ -28,11 +28,11 @@ from pathlib import Path
 import aiohttp
 
 from bot.config import Settings
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.jobs.service import NewJob
 from bot.pipeline import open_pipeline
-from bot.providers.base import VideoRequest
 from tests.fakes.comfyui import FakeComfyUI
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "comfyui"

@@ -22,11 +22,11 @@ from pathlib import Path
 import aiohttp
 
 from bot.config import Secret, Settings
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.jobs.service import NewJob
 from bot.pipeline import Pipeline, open_pipeline
-from bot.providers.base import VideoRequest
 
 TARGET_KIB = 200
 WARMUP = 50

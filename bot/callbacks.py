@@ -24,8 +24,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bot.domain import JobStatus
 from bot.jobs.model import Job
-from bot.providers.base import CallbackSupport, JobStatus, VideoProvider
+from bot.providers.base import CallbackSupport, VideoProvider
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)

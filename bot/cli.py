@@ -15,12 +15,12 @@ from typing import TextIO
 import aiohttp
 
 from bot.config import PROVIDERS, Settings
+from bot.domain import VideoRequest
 from bot.errors import BotError
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.jobs.service import NewJob
 from bot.pipeline import open_pipeline
-from bot.providers.base import VideoRequest
 
 BAR_WIDTH = 30
 

@@ -16,7 +16,11 @@ from urllib.parse import unquote, urlparse, urlsplit
 from dotenv import dotenv_values
 
 from bot.errors import ConfigError
-from bot.jobs.polling import DEFAULT_POLL_COST
+
+DEFAULT_POLL_COST = 0.115
+"""Seconds of detection delay one status request is worth (``POLL_COST_SECONDS``). Chosen so a
+3-minute job (the sora-2 prior) takes ≤ 20 requests (19.6) at ≤ 2.2 s mean delay (2.15 s);
+see bench/bench_polling.py (bot.jobs.polling takes it from here)."""
 
 PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
 DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai", "comfyui")

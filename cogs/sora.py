@@ -12,8 +12,8 @@ from discord.ext import commands
 from bot.catalogue import ModelSpec, Router
 from bot.client import SoraBot
 from bot.discord_ui.starter import job_link
+from bot.domain import VideoRequest, is_portrait
 from bot.errors import BotError
-from bot.providers.base import VideoRequest, is_portrait
 
 log = logging.getLogger(__name__)
 

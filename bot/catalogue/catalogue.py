@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import VideoRequest, one_of, parse_size
 from bot.errors import ConfigError, InvalidRequest
-from bot.providers.base import VideoRequest, one_of, parse_size
 
 GONE_FOR_SECONDS = 6 * 3600.0
 """How long a model a provider said no longer exists stays hidden on that provider."""

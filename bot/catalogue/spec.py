@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.domain import VideoRequest, one_of, parse_size, shown_input
 from bot.errors import InvalidRequest
-from bot.providers.base import VideoRequest, one_of, parse_size, shown_input
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import discord
 
+from bot.domain import one_of
 from bot.errors import InvalidRequest
 from bot.jobs.model import Job
-from bot.providers.base import one_of
 
 MODAL_ID = re.compile(r"sora:modal:(?P<action>remix|continue):(?P<job_id>[0-9]+)")
 TITLES = {"remix": "Remix video #{id}", "continue": "Continue video #{id}"}

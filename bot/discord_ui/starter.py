@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.discord_ui.status import status_embed
+from bot.domain import ReferenceImage, VideoRequest
 from bot.errors import BotCannotPost, BotError, WrongPlace
 from bot.jobs.model import Job, State
 from bot.jobs.prompts import clean_prompt
 from bot.jobs.service import NewJob
 from bot.media.images import check_declared
 from bot.moderation.policy import Limits, Requester, check_activity, check_request
-from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 
 if TYPE_CHECKING:
     from bot.client import SoraBot

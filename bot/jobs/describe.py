@@ -3,8 +3,8 @@ page). Pure: no markup of any front end here."""
 
 from __future__ import annotations
 
+from bot.domain import is_portrait
 from bot.jobs.model import Job, State
-from bot.providers.base import is_portrait
 
 HEADLINES = {
     State.QUEUED: "⏳ Queued",

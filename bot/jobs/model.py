@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bot.providers.base import VideoRequest
+from bot.domain import VideoRequest
 
 KINDS: tuple[str, ...] = ("new", "retry", "remix", "continue")
 # A Discord message link: https://discord.com/channels/<guild id or @me>/<channel id>/<message id>.

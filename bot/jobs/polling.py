@@ -18,12 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from bot.config import DEFAULT_POLL_COST  # the setting's default, declared with the setting
 from bot.jobs.poll_planner import DEFAULT_SPREAD, MIN_SPREAD, Lognormal, Plan, plan_for
 
-DEFAULT_POLL_COST = 0.115
-"""Seconds of detection delay one status request is worth (``POLL_COST_SECONDS``). Chosen so a
-3-minute job (the sora-2 prior) takes ≤ 20 requests (19.6) at ≤ 2.2 s mean delay (2.15 s);
-see bench/bench_polling.py."""
 PROGRESS_SPREAD = 0.1
 """Spread of the end estimated from a progress rate (coarse, sometimes uneven figures)."""
 MAX_BACKOFF = 60.0

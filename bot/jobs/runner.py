@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.catalogue import Router
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -47,7 +48,7 @@ from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
 from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
 from bot.media.video import check_result_async
-from bot.providers.base import JobState, JobStatus, PushesUpdates, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import PushesUpdates, VideoProvider, remixer
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -482,10 +483,10 @@ class JobRunner:
                 url = await until_database_answers(make_url, what=f"job {job.id}: callback")
                 request = replace(request, callback_url=url)
             try:
-                remix = getattr(provider, "remix", None)
+                remix = remixer(provider)
                 if job.kind == "remix" and job.source_provider_job_id and remix is not None:
                     # The provider's native remix of a video it still holds (same length and size).
-                    return job, await remix(job.source_provider_job_id, job.prompt)
+                    return job, await remix.remix(job.source_provider_job_id, job.prompt)
                 return job, await provider.submit(request)
             except ProviderError as exc:
                 error: ProviderError = exc

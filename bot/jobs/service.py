@@ -11,11 +11,12 @@ from pathlib import Path
 
 from bot.catalogue import Router
 from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
+from bot.domain import ReferenceImage, VideoRequest
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
 from bot.media.gate import ImageGate
 from bot.media.images import prepare_reference
-from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)

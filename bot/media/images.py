@@ -27,8 +27,8 @@ from typing import Literal
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+from bot.domain import ReferenceImage, parse_size
 from bot.errors import MediaError
-from bot.providers.base import ReferenceImage, parse_size
 
 log = logging.getLogger(__name__)
 

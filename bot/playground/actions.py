@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.credits.ledger import Balance
+from bot.domain import ReferenceImage, VideoRequest
 from bot.errors import BotError, InvalidRequest
 from bot.jobs.lineage import can_remix_natively
 from bot.jobs.model import Job, State
@@ -25,7 +26,6 @@ from bot.pipeline import Pipeline
 from bot.playground.hub import JobHub
 from bot.playground.members import CHANNEL_ID, GUILD_ID, Member, may_manage
 from bot.playground.notifier import video_path
-from bot.providers.base import ReferenceImage, VideoRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,93 +1,16 @@
-"""The one small interface every video provider implements, and the neutral request/status types."""
+"""The one small interface every video provider implements, and what it declares it can do.
+
+The request and status types it speaks are neutral, in bot/domain.py."""
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from bot.errors import InvalidRequest, ProviderError
-
-MODELS: tuple[str, ...] = ("sora-2", "sora-2-pro")
-LANDSCAPE, PORTRAIT = "1280x720", "720x1280"
-PRO_SIZES: tuple[str, ...] = ("1024x1792", "1792x1024")
-ALL_SIZES: tuple[str, ...] = (LANDSCAPE, PORTRAIT, *PRO_SIZES)
-MAX_PROMPT_CHARS = 2000
-
-
-def parse_size(size: str) -> tuple[int, int]:
-    """``"1280x720"`` -> ``(1280, 720)``."""
-    width, _, height = size.partition("x")
-    return int(width), int(height)
-
-
-def is_portrait(size: str) -> bool:
-    width, height = parse_size(size)
-    return height > width
-
-
-@dataclass(frozen=True)
-class ReferenceImage:
-    """A reference frame, already validated and fitted to the request's size by ``bot.media``.
-
-    ``url`` is a public address of exactly these bytes, for providers that take a URL; the Discord
-    layer fills it by uploading the fitted image. Byte-based providers use ``data``.
-    """
-
-    data: bytes
-    content_type: str = "image/png"
-    url: str | None = None
-
-    @property
-    def filename(self) -> str:
-        return "reference.png" if self.content_type == "image/png" else "reference.jpg"
-
-
-@dataclass(frozen=True)
-class VideoRequest:
-    prompt: str
-    seconds: int
-    size: str = LANDSCAPE
-    model: str = "sora-2"
-    image: ReferenceImage | None = None
-    callback_url: str | None = None
-    """Where the provider may POST when the job changes (providers with callbacks; polling stays the fallback)."""
-    audio: bool | None = None
-    """Make sound (None: the model's default). Only models whose catalogue entry offers audio take it."""
-
-
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """One answer to "how is job X doing?".
-
-    ``progress`` is 0..100 when the provider reports one, else None. ``poll_after`` is the
-    provider's own pacing hint in seconds (``openai-poll-after-ms``), if any. ``error`` is set
-    when ``state`` is FAILED. ``result_url`` / ``expires_at`` (unix seconds) describe the result
-    when the provider gives a link.
-    """
-
-    state: JobState
-    progress: float | None = None
-    result_url: str | None = None
-    expires_at: float | None = None
-    error: ProviderError | None = None
-    poll_after: float | None = None
-    queue_position: int | None = None
-    """Where the job waits in the provider's own queue (fal's ``queue_position``), when it says."""
-
-    @property
-    def done(self) -> bool:
-        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
-
+from bot.domain import MAX_PROMPT_CHARS, JobStatus, VideoRequest, one_of, shown_input
+from bot.errors import InvalidRequest
 
 ImageMode = Literal["url", "bytes"]
 
@@ -121,6 +44,8 @@ class Capabilities:
     image_mode: ImageMode = "url"
     image_must_match_size: bool = False
     can_cancel: bool = False
+    can_remix: bool = False
+    """The provider remakes a video it still holds with a new prompt (``Remixes.remix``)."""
     resumable: bool = True
     """False when a job cannot be asked about again after a restart (segmind-sync, demo)."""
     reports_progress: bool = False
@@ -181,17 +106,20 @@ class Capabilities:
             )
 
 
-def shown_input(value: str) -> str:
-    """User input echoed in a refusal: as typed when it is plain text, else quoted with escapes."""
-    return value if value.isprintable() and len(value) <= 20 else repr(value[:20])
+@runtime_checkable
+class Remixes(Protocol):
+    """A provider with its own remix of a finished video (OpenAI's ``/videos/{id}/remix``)."""
+
+    async def remix(self, job_id: str, prompt: str) -> str:
+        """Start a remix of ``job_id`` with ``prompt``; returns the new job's id (same length and size)."""
+        ...
 
 
-def one_of(items: Iterable[str]) -> str:
-    """``a, b or c``: the allowed values named in a refusal."""
-    listed = list(items)
-    if len(listed) == 1:
-        return listed[0]
-    return ", ".join(listed[:-1]) + " or " + listed[-1]
+def remixer(provider: VideoProvider | None) -> Remixes | None:
+    """``provider`` when it declares ``can_remix`` (and has the method), else None."""
+    if provider is None or not provider.capabilities.can_remix or not isinstance(provider, Remixes):
+        return None
+    return provider
 
 
 @runtime_checkable

@@ -35,9 +35,10 @@ from urllib.parse import quote, urlencode
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest, parse_size
 from bot.errors import ConfigError, GenerationFailed, InvalidRequest, ProviderUnavailable, WorkflowRejected, redact
 from bot.media.video import to_mp4_async
-from bot.providers.base import Capabilities, JobState, JobStatus, ReferenceImage, VideoRequest, parse_size
+from bot.providers.base import Capabilities
 from bot.providers.http import HttpClient, error_message_from_body
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The demo provider: no key, no network, real videos.
 
 Each job renders an actual H.264 MP4 of the requested size and length showing the prompt (see
-:func:`bot.media.video.render_text_video`), so the whole pipeline (progress, download, upload,
+:func:`bot.providers.demo_render.render_text_video`), so the whole pipeline (progress, download, upload,
 shrinking, credits) can be tried without a provider account.
 
 To try the failure path, put the word ``moderation-test`` in the prompt: the job starts, then fails
@@ -23,18 +23,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.domain import LANDSCAPE, PORTRAIT, PRO_SIZES, JobState, JobStatus, VideoRequest, parse_size
 from bot.errors import GenerationFailed, JobNotResumable, ModerationRejected, ProviderError, ResultTooLarge
-from bot.media.video import RenderCancelled, render_text_video
-from bot.providers.base import (
-    LANDSCAPE,
-    PORTRAIT,
-    PRO_SIZES,
-    Capabilities,
-    JobState,
-    JobStatus,
-    VideoRequest,
-    parse_size,
-)
+from bot.providers.base import Capabilities
+from bot.providers.demo_render import RenderCancelled, render_text_video
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     GenerationFailed,
     ModelUnavailable,
@@ -32,7 +33,7 @@ from bot.errors import (
     ProviderUnavailable,
     redact,
 )
-from bot.providers.base import CallbackSupport, Capabilities, JobState, JobStatus, ReferenceImage, VideoRequest
+from bot.providers.base import CallbackSupport, Capabilities
 from bot.providers.failures import classify_failure, moderation_stage
 from bot.providers.fal_webhooks import DEFAULT_JWKS_URL, FalWebhookVerifier
 from bot.providers.http import HttpClient

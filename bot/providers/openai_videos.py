@@ -18,17 +18,9 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
+from bot.domain import ALL_SIZES, LANDSCAPE, PORTRAIT, JobState, JobStatus, VideoRequest, parse_size
 from bot.errors import InvalidRequest, MediaError, ProviderError, redact
-from bot.providers.base import (
-    ALL_SIZES,
-    LANDSCAPE,
-    PORTRAIT,
-    Capabilities,
-    JobState,
-    JobStatus,
-    VideoRequest,
-    parse_size,
-)
+from bot.providers.base import Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient, Response, parse_poll_after
 
@@ -42,6 +34,7 @@ CAPABILITIES = Capabilities(
     image_mode="bytes",
     image_must_match_size=True,
     can_cancel=True,
+    can_remix=True,
     reports_progress=True,
 )
 

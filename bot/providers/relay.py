@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from bot.domain import LANDSCAPE, PORTRAIT, JobState, JobStatus, VideoRequest, is_portrait
 from bot.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -30,16 +31,7 @@ from bot.errors import (
     ProviderUnavailable,
     redact,
 )
-from bot.providers.base import (
-    LANDSCAPE,
-    PORTRAIT,
-    CallbackSupport,
-    Capabilities,
-    JobState,
-    JobStatus,
-    VideoRequest,
-    is_portrait,
-)
+from bot.providers.base import CallbackSupport, Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient, error_message_from_body
 

@@ -30,8 +30,9 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable
-from bot.providers.base import CallbackSupport, Capabilities, JobState, JobStatus, VideoRequest
+from bot.providers.base import CallbackSupport, Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient
 from bot.providers.segmind import shipped_hosts

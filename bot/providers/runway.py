@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -30,7 +31,7 @@ from bot.errors import (
     ProviderRequestRejected,
     ProviderUnavailable,
 )
-from bot.providers.base import Capabilities, JobState, JobStatus, ReferenceImage, VideoRequest
+from bot.providers.base import Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient
 from bot.providers.segmind import shipped_hosts

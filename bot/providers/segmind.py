@@ -20,8 +20,9 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, redact
-from bot.providers.base import Capabilities, JobState, JobStatus, VideoRequest
+from bot.providers.base import Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import HttpClient, error_message_from_body
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import (
     GenerationFailed,
     JobNotResumable,
@@ -28,7 +29,6 @@ from bot.errors import (
     ResultTooLarge,
     redact,
 )
-from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.failures import classify_failure
 from bot.providers.http import (
     CREATE_RETRY_STATUSES,

@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.domain import LANDSCAPE, PORTRAIT, JobState, JobStatus, VideoRequest, is_portrait
 from bot.errors import (
     GenerationFailed,
     InvalidRequest,
@@ -29,16 +30,7 @@ from bot.errors import (
     ProviderUnavailable,
     redact,
 )
-from bot.providers.base import (
-    LANDSCAPE,
-    PORTRAIT,
-    CallbackSupport,
-    Capabilities,
-    JobState,
-    JobStatus,
-    VideoRequest,
-    is_portrait,
-)
+from bot.providers.base import CallbackSupport, Capabilities
 from bot.providers.failures import classify_failure
 from bot.providers.http import CREATE_RETRY_STATUSES, HttpClient
 

@@ -9,8 +9,8 @@ import pytest
 
 from bot.catalogue import Router, load_catalogue
 from bot.catalogue.spec import aspect_of, resolution_of
+from bot.domain import ReferenceImage, VideoRequest
 from bot.errors import ConfigError, InvalidRequest
-from bot.providers.base import ReferenceImage, VideoRequest
 
 REQUIRED = ("veo-3.1", "veo-3.1-fast", "kling-3-pro", "seedance-2", "hailuo-2.3", "sora-2", "sora-2-pro", "demo")
 IMAGE = ReferenceImage(data=b"png", url="https://cdn.example/ref.png")

@@ -19,11 +19,11 @@ import pytest
 
 from bot.catalogue import Router
 from bot.credits.ledger import CreditPolicy
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService, NewJob
-from bot.providers.base import VideoRequest
 from bot.providers.relay import RelayProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository

@@ -13,10 +13,11 @@ import pytest
 
 from bot.catalogue import Router, load_catalogue
 from bot.credits.ledger import CreditPolicy
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService, NewJob
-from bot.providers.base import VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.relay import PATH, RelayProvider
 from bot.providers.segmind import SegmindProvider
 from bot.storage.db import connect

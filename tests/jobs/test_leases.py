@@ -19,11 +19,11 @@ import pytest
 from bot.catalogue import Router
 from bot.config import _parse
 from bot.credits.ledger import CreditPolicy
+from bot.domain import VideoRequest
 from bot.errors import ConfigError, LeaseLost
 from bot.jobs.model import Job, State
 from bot.jobs.runner import JobRunner, dead_local_owner, runner_id
 from bot.jobs.service import JobService, NewJob
-from bot.providers.base import VideoRequest
 from bot.providers.relay import PATH, RelayProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository
@@ -167,7 +167,11 @@ async def bots(tmp_path: Path, http_session: aiohttp.ClientSession) -> AsyncIter
                 **{"typical_job_seconds": 1.0, "max_running": 4, "lease_seconds": 60.0, **options},
             )  # fmt: skip
             service = JobService(
-                repo, {provider.name: provider}, runner.router, runner, CreditPolicy(daily_credits=ALLOWANCE),
+                repo,
+                {provider.name: provider},
+                runner.router,
+                runner,
+                CreditPolicy(daily_credits=ALLOWANCE),
                 data_dir=tmp_path,
             )
             bot = Bot(repo, runner, service, notifier)

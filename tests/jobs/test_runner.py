@@ -20,12 +20,13 @@ import pytest
 
 from bot.catalogue import Router
 from bot.credits.ledger import CreditPolicy
+from bot.domain import VideoRequest
 from bot.errors import JobInterrupted, JobNotResumable, ProviderTimeout
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Delivery
 from bot.jobs.runner import CancelRefused, JobRunner
 from bot.jobs.service import JobService, NewJob
-from bot.providers.base import VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.demo import DemoProvider
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import PATH, RelayProvider

@@ -1,4 +1,5 @@
-"""bot.media.video on real clips: probe, shrink (size, playability, faststart), last frame, demo rendering."""
+"""bot.media.video on real clips: probe, shrink (size, playability, faststart), last frame; and the demo
+provider's renderer (bot/providers/demo_render.py), checked with the same probes."""
 
 from __future__ import annotations
 
@@ -16,16 +17,15 @@ from PIL import Image
 from bot.errors import MediaError
 from bot.media.video import (
     CannotShrink,
-    RenderCancelled,
     VideoInfo,
     last_frame,
     last_frame_async,
     probe,
-    render_text_video,
     shrink_to_fit,
     shrink_to_fit_async,
     to_mp4,
 )
+from bot.providers.demo_render import RenderCancelled, render_text_video
 from tests.fakes.videos import tiny_mp4
 
 

@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from bot.catalogue import load_catalogue
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import AuthenticationFailed, ConfigError, GenerationFailed, InvalidRequest, WorkflowRejected
 from bot.media.video import probe
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.comfyui import ComfyUIProvider, fill_workflow, find_output, load_client_id
 from tests.fakes.comfyui import FakeComfyUI
 

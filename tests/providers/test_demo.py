@@ -12,11 +12,12 @@ import av
 import pytest
 from PIL import Image
 
+from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import InvalidRequest, JobNotResumable, ModerationRejected, ResultTooLarge
 from bot.media.images import prepare_reference
 from bot.media.video import probe
 from bot.providers import demo as demo_module
-from bot.providers.base import JobState, JobStatus, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.demo import DemoProvider
 
 

@@ -15,6 +15,7 @@ import fal_client.client
 import pytest
 
 from bot.catalogue import Catalogue, Host, load_catalogue
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -27,7 +28,7 @@ from bot.errors import (
     ProviderUnavailable,
     ResultTooLarge,
 )
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.fal import FalProvider, canonical_job_id, parse_webhook, request_id_of
 from tests.fakes.fal import FakeFal
 

@@ -13,6 +13,7 @@ import openai
 import pytest
 from PIL import Image
 
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -24,7 +25,7 @@ from bot.errors import (
     RateLimited,
     ResultTooLarge,
 )
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.openai_videos import OpenAIVideosProvider
 from tests.fakes.openai_videos import FakeOpenAIVideos, parse_multipart
 from tests.fakes.videos import tiny_mp4

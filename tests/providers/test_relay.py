@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from bot.domain import JobState, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -22,7 +23,7 @@ from bot.errors import (
     ProviderUnavailable,
     ResultTooLarge,
 )
-from bot.providers.base import JobState, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.relay import RelayProvider, parse_callback, parse_progress
 from tests.fakes.clock import ManualClock
 from tests.fakes.relay import SIZE_MISMATCH, FakeRelay

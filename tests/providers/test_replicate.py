@@ -16,6 +16,7 @@ import replicate
 from replicate.webhook import InvalidSignatureError, WebhookSigningSecret
 
 from bot.catalogue import load_catalogue
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     BotError,
     GenerationFailed,
@@ -23,7 +24,7 @@ from bot.errors import (
     ModerationRejected,
     ProviderOutOfCredits,
 )
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.replicate import (
     ReplicateProvider,
     output_url,

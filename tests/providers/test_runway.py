@@ -14,8 +14,9 @@ import pytest
 from runwayml import AsyncRunwayML
 
 from bot.catalogue import load_catalogue
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import BotError, GenerationFailed, InvalidRequest, ModerationRejected, ProviderOutOfCredits
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.runway import RunwayProvider, task_status
 from tests.fakes.runway import FakeRunway
 

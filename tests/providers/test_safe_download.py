@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import UnsafeResultUrl
-from bot.providers.base import JobState, JobStatus, VideoRequest
 from bot.providers.http import MAX_BODY, HttpClient
 from bot.providers.relay import RelayProvider
 from bot.providers.url_guard import UrlGuard, is_public_address

@@ -16,6 +16,7 @@ from segmind import SegmindClient
 from segmind.exceptions import SegmindError
 from segmind.v2 import InferenceFailed
 
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -28,7 +29,7 @@ from bot.errors import (
     RateLimited,
     ResultTooLarge,
 )
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.segmind import SegmindProvider, extract_output_url, parse_reset_at
 from tests.fakes.base import RecordedRequest
 from tests.fakes.segmind import FakeSegmind

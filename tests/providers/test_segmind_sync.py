@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     GenerationFailed,
@@ -23,7 +24,7 @@ from bot.errors import (
     ResultTooLarge,
 )
 from bot.providers import segmind_sync
-from bot.providers.base import JobState, JobStatus, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.segmind_sync import SegmindSyncProvider
 from tests.fakes.segmind import FakeSegmind
 

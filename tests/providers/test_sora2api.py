@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.domain import JobState, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
     BotError,
@@ -21,7 +22,7 @@ from bot.errors import (
     ProviderUnavailable,
     ResultTooLarge,
 )
-from bot.providers.base import JobState, ReferenceImage, VideoProvider, VideoRequest
+from bot.providers.base import VideoProvider
 from bot.providers.sora2api import Sora2ApiProvider, envelope_code, parse_callback
 from tests.fakes.clock import ManualClock
 from tests.fakes.sora2api import FakeSora2Api

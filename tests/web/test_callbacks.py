@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from bot.callbacks import Callbacks, digest
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.metrics import Metrics
-from bot.providers.base import VideoRequest
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import RelayProvider
 from bot.providers.sora2api import Sora2ApiProvider

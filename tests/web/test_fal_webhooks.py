@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bot.callbacks import Callbacks
 from bot.catalogue import load_catalogue
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.metrics import Metrics
-from bot.providers.base import VideoRequest
 from bot.providers.fal import FalProvider, request_id_of
 from bot.providers.fal_webhooks import FalWebhookVerifier, keys_from_jwks
 from bot.storage.db import connect

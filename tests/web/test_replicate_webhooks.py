@@ -18,9 +18,9 @@ import pytest
 
 from bot.callbacks import Callbacks
 from bot.catalogue import load_catalogue
+from bot.domain import VideoRequest
 from bot.jobs.model import Job, State
 from bot.metrics import Metrics
-from bot.providers.base import VideoRequest
 from bot.providers.replicate import ReplicateProvider
 from bot.storage.db import connect
 from bot.storage.repository import Repository
