@@ -8,15 +8,15 @@ import logging
 
 import aiohttp
 import discord
-from discord import app_commands
 from discord.ext import commands
 
 from bot.config import Settings
 from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.notifier import DiscordNotifier
 from bot.discord_ui.starter import JobStarter
+from bot.discord_ui.tree import SoraTree
 from bot.discord_ui.views import CancelButton
-from bot.errors import BotError, NotReady
+from bot.errors import NotReady
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
@@ -39,6 +39,7 @@ class SoraBot(commands.Bot):
             # Nothing the bot sends may ping anyone unless a message opts in explicitly.
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=SoraTree,
             **sharding,  # type: ignore[arg-type]
         )
         self.settings = settings
@@ -75,8 +76,6 @@ class SoraBot(commands.Bot):
         await self._start_service(self.pipeline)
         self.guild_settings = self.pipeline.guild_settings
         notifier.guild_settings = self.guild_settings  # the audit channel of each server
-        self.tree.on_error = self.on_app_command_error
-        self.tree.interaction_check = self._interaction_allowed  # type: ignore[method-assign]
         self.add_dynamic_items(CancelButton)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -152,32 +151,6 @@ class SoraBot(commands.Bot):
         except discord.HTTPException as exc:
             # Still ignored: every request from it is refused (JobStarter, interaction_check).
             log.warning("could not leave guild %s: %s %s", guild.id, exc.status, exc.text)
-
-    async def _interaction_allowed(self, interaction: discord.Interaction[SoraBot]) -> bool:
-        """Commands from a server outside ALLOWED_GUILD_IDS are answered with a refusal and not run."""
-        if interaction.guild_id is None or self.guild_allowed(interaction.guild_id):
-            return True
-        name = getattr(interaction.command, "name", "?")
-        log.info("ignored /%s from guild %s (not in ALLOWED_GUILD_IDS)", name, interaction.guild_id)
-        return False
-
-    async def on_app_command_error(
-        self, interaction: discord.Interaction[SoraBot], error: app_commands.AppCommandError
-    ) -> None:
-        """The one place an unexpected command error becomes a polite reply."""
-        original = getattr(error, "original", error)
-        if isinstance(original, BotError):
-            message = original.user_message
-        elif isinstance(error, app_commands.CheckFailure):
-            message = "You are not allowed to use this command here."
-        else:
-            log.error("command %s failed", interaction.command and interaction.command.name, exc_info=original)
-            message = "Something went wrong on our side. Nothing was charged; please try again."
-        with contextlib.suppress(discord.HTTPException):
-            if interaction.response.is_done():
-                await interaction.followup.send(message, ephemeral=True)
-            else:
-                await interaction.response.send_message(message, ephemeral=True)
 
     async def close(self) -> None:
         if self._runner_task is not None:

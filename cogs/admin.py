@@ -2,7 +2,7 @@
 
 Discord hides the group from members without Manage Server (``default_permissions``), but it does
 not enforce that for requests made through the API, so every command checks the permission again
-on our side (:meth:`AdminGroup.interaction_check`).
+on our side (:meth:`AdminCog.interaction_check`, which discord.py runs before each of the group's commands).
 """
 
 from __future__ import annotations
@@ -48,15 +48,14 @@ def _default_note(value: object, default: object, unit: str = "") -> str:
     return f"{value}{unit}" if value is not None else f"{default}{unit} (default)"
 
 
-class AdminGroup(app_commands.Group):
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class AdminCog(
+    commands.GroupCog, group_name="sora-admin", group_description="Server settings for /sora (needs Manage Server)"
+):
     def __init__(self, bot: SoraBot) -> None:
-        super().__init__(
-            name="sora-admin",
-            description="Server settings for /sora (needs Manage Server)",
-            guild_only=True,
-            default_permissions=discord.Permissions(manage_guild=True),
-        )
         self.bot = bot
+        super().__init__()
 
     async def interaction_check(self, interaction: discord.Interaction[SoraBot]) -> bool:  # type: ignore[override]
         perms = interaction.permissions  # what Discord computed for this member in this channel
@@ -290,18 +289,6 @@ def _code(text: str) -> str:
 
 def _fit(text: str, limit: int = 1900) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class AdminCog(commands.Cog):
-    def __init__(self, bot: SoraBot) -> None:
-        self.bot = bot
-        self.group = AdminGroup(bot)
-
-    async def cog_load(self) -> None:
-        self.bot.tree.add_command(self.group)
-
-    async def cog_unload(self) -> None:
-        self.bot.tree.remove_command(self.group.name)
 
 
 async def setup(bot: SoraBot) -> None:

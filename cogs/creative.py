@@ -17,15 +17,16 @@ from discord.ext import commands
 
 from bot.client import SoraBot
 from bot.discord_ui.modals import PromptSubmit, parse_submit, prompt_modal
+from bot.discord_ui.replies import reply
 from bot.discord_ui.result_views import CREATIVE_COG, ResultButton
 from bot.discord_ui.starter import job_link
 from bot.discord_ui.status import status_embed
 from bot.discord_ui.views import may_manage
+from bot.domain import ReferenceImage, VideoRequest
 from bot.errors import BotError
 from bot.jobs.lineage import can_remix_natively
 from bot.jobs.model import Job, State
 from bot.media.video import last_frame_async
-from bot.providers.base import ReferenceImage, VideoRequest
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,13 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
             await interaction.response.send_modal(prompt_modal(action, source, seconds=seconds, sizes=sizes))
         except BotError as exc:
             log.info("refused %s on job %s for %s: %s", action, job_id, interaction.user.id, exc.detail)
-            await _reply(interaction, exc.user_message)
+            await reply(interaction, exc.user_message)
         except discord.HTTPException as exc:
             log.warning("%s on job %s failed talking to Discord: %s %s", action, job_id, exc.status, exc.text)
-            await _reply(interaction, "Discord did not accept that just now. Nothing was charged; please try again.")
+            await reply(interaction, "Discord did not accept that just now. Nothing was charged; please try again.")
         except Exception:
             log.exception("%s on job %s failed", action, job_id)
-            await _reply(interaction, SORRY)
+            await reply(interaction, SORRY)
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[SoraBot]) -> None:
@@ -106,15 +107,15 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
                 await self._continue(interaction, source, submit)
         except BotError as exc:
             log.info("refused %s of job %s for %s: %s", submit.action, submit.job_id, interaction.user.id, exc.detail)
-            await _reply(interaction, exc.user_message)
+            await reply(interaction, exc.user_message)
         except discord.HTTPException as exc:
             log.warning(
                 "%s of job %s failed talking to Discord: %s %s", submit.action, submit.job_id, exc.status, exc.text
             )
-            await _reply(interaction, "Discord did not accept that just now. Nothing was charged; please try again.")
+            await reply(interaction, "Discord did not accept that just now. Nothing was charged; please try again.")
         except Exception:
             log.exception("%s of job %s failed", submit.action, submit.job_id)
-            await _reply(interaction, SORRY)
+            await reply(interaction, SORRY)
 
     # --- actions ----------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         log.info("job %s: video deleted by %s (requester %s)", source.id, interaction.user.id, source.user_id)
         await self._audit_delete(source, str(interaction.user.id))
         await self._mark_status_deleted(source.id)
-        await _reply(interaction, f"Deleted video #{source.id}.")
+        await reply(interaction, f"Deleted video #{source.id}.")
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
             source_provider_job_id=native,
         )
         how = " with the provider's own remix" if native else ""
-        await _reply(
+        await reply(
             interaction,
             f"Your video #{job.id} ({kind} of #{source.id}{how}) is queued ({job.cost} credits reserved). "
             f"Progress: {job_link(job)}",
@@ -312,16 +313,6 @@ def _write_temp(folder: Path, data: bytes) -> Path:
     with tempfile.NamedTemporaryFile(dir=folder, suffix=".mp4", delete=False) as handle:
         handle.write(data)
     return Path(handle.name)
-
-
-async def _reply(interaction: discord.Interaction[SoraBot], text: str) -> None:
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.info("could not answer interaction %s: %s", interaction.id, exc.status)
 
 
 async def setup(bot: SoraBot) -> None:
