@@ -1,11 +1,8 @@
 """Runs jobs: one task per active job, a persisted queue behind global and per-user caps, and
 recovery of every unfinished job after a restart (see bot/jobs/model.py for what is resumed).
 
-Several bot processes may share one database. A runner works a job only while it holds the job's
-lease (``claim_jobs``); a heartbeat renews its leases every ``lease_seconds / 3``, and every state
-write is fenced by the lease, so a process that lost a job (it stalled past its lease and another
-took over) can no longer move or settle it. A crashed process's jobs are taken over once their
-leases expire (at once, when the dead process ran on this host)."""
+Several bot processes may share one database: a runner works a job only while it holds the job's
+lease (bot/jobs/leases.py). Everything the runner knows of a job it works is in one ``RunningJob``."""
 
 from __future__ import annotations
 
@@ -13,13 +10,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
-import secrets
-import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +36,7 @@ from bot.errors import (
     RateLimited,
 )
 from bot.jobs.fair_queue import fair_order
+from bot.jobs.leases import Leases, runner_id
 from bot.jobs.model import ACTIVE, Job, State
 from bot.jobs.notifier import Notifier
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
@@ -54,29 +49,6 @@ from bot.storage.repository import Repository
 log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_POLL_ERRORS = 12
-
-
-def runner_id() -> str:
-    """``host:pid:random``: unique per runner, and tells a runner on the same host whether we are alive."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def dead_local_owner(owner: str, me: str) -> bool:
-    """Whether ``owner`` was a runner on this host whose process is gone (a crash or a restart within
-    its lease): its jobs need not wait for the lease to expire."""
-    parts = owner.rsplit(":", 2)
-    if owner == me or len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return True  # an earlier process that had our pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, someone else's
-    return False
 
 
 class CancelRefused(BotError):
@@ -109,6 +81,36 @@ class JobEvents(Protocol):
     def job_polled(self, job: Job, polls: int) -> None: ...
 
 
+@dataclass(eq=False)
+class RunningJob:
+    """A job this runner works: its task and what the scheduler, wakes and metrics need of it."""
+
+    job_id: int
+    user_id: str
+    guild_id: str
+    """Its server ("" in DMs): queued jobs are started server by server (fair_order)."""
+    task: asyncio.Task[None]
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by a provider callback or push: the poll waits no longer."""
+    polls: int | None = None
+    """Status requests sent for it (metrics; None: it was never polled here)."""
+    watched: tuple[str, str] | None = None
+    """(provider, provider job id) while it is polled, for providers that push updates."""
+
+
+@dataclass
+class _Polling:
+    """One poll loop's state: the plan, where the job is, and what the last answers said."""
+
+    job: Job
+    provider: VideoProvider
+    poller: AdaptivePoller
+    started: float
+    delay: float
+    transient: int = 0
+    """Status requests failed in a row."""
+
+
 class JobRunner:
     def __init__(
         self,
@@ -134,11 +136,12 @@ class JobRunner:
         self.lease_seconds = lease_seconds
         self.owner = owner or runner_id()
         """Who holds this runner's leases (see bot/storage/migrations/0005_leases.sql)."""
+        self._leases = Leases(repo, self.owner, lease_seconds)
         self.events = events
         self.callback_url = callback_url
+        """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
         self.calls_back = calls_back
         """Whether a provider's jobs are sent a callback URL (then polling is only the safety net)."""
-        """Makes (and stores) a job's provider callback URL before it is submitted; see bot/callbacks.py."""
         self.providers = providers
         """Every configured provider by name; a job runs on ``providers[job.provider]``."""
         self.router = router
@@ -151,21 +154,13 @@ class JobRunner:
         self.typical_job_seconds = typical_job_seconds
         self.poll_cost = poll_cost
         """Seconds of detection delay one status request is worth (bot/jobs/poll_planner.py)."""
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._owners: dict[int, str] = {}
-        self._guilds: dict[int, str] = {}
-        """The server of each running job: queued jobs are started server by server (fair_order)."""
+        self._running: dict[int, RunningJob] = {}
+        """The jobs this runner works, by job id."""
         self._wake = asyncio.Event()
-        self._job_events: dict[int, asyncio.Event] = {}
-        self._polls: dict[int, int] = {}
         self._positions: dict[int, int] = {}
+        """The queue position last shown for each waiting job."""
         self._cancelling: set[int] = set()
-        self._leased: set[int] = set()
-        """Jobs whose lease this runner holds and renews; their writes are fenced by it."""
-        self._watched: dict[tuple[str, str], int] = {}
-        """(provider, provider job id) -> job id of the jobs being polled, for providers that push updates."""
-        self._dead_owners: list[str] = []
-        """Lease holders known dead (processes of this host that are gone): their leases count as free."""
+        """Jobs being cancelled (queued or running): the scheduler leaves them alone."""
         self._orphaned = asyncio.Event()
         """A job's task ended before finishing its job: the lease loop takes such jobs over again at once."""
         self._loop_task: asyncio.Task[None] | None = None
@@ -187,34 +182,36 @@ class JobRunner:
     async def stop(self) -> None:
         """Stop working; unfinished jobs stay in the database and resume on the next start (or in
         another process at once: their leases are released)."""
-        tasks = [t for t in (self._loop_task, self._lease_task, *self._tasks.values()) if t is not None]
+        running = [r.task for r in self._running.values()]
+        tasks = [t for t in (self._loop_task, self._lease_task, *running) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._loop_task = self._lease_task = None
         try:
             # Bounded: a database that is down must not hold up the shutdown.
-            await asyncio.wait_for(self.repo.release_leases(self.owner), timeout=5)
+            await asyncio.wait_for(self._leases.release_all(), timeout=5)
         except Exception:
             # They expire by themselves; another process then takes the jobs over.
             log.warning("could not release job leases of %s", self.owner, exc_info=True)
 
     def _pushed(self, provider: str, provider_job_id: str) -> None:
         """A provider says one of its jobs may have finished: poll it now."""
-        job_id = self._watched.get((provider, provider_job_id))
-        if job_id is not None:
-            self.wake(job_id)
+        for running in self._running.values():
+            if running.watched == (provider, provider_job_id):
+                running.wake.set()
 
     def wake(self, job_id: int | None = None) -> None:
         """Something changed: a new job was queued, or a provider callback arrived for ``job_id``."""
         self._wake.set()
-        if job_id is not None and job_id in self._job_events:
-            self._job_events[job_id].set()
+        running = self._running.get(job_id) if job_id is not None else None
+        if running is not None:
+            running.wake.set()
 
     async def wait_idle(self) -> None:
         """Until no job is queued or active (the CLI waits on this)."""
         while True:
-            if not self._tasks and not await self.repo.jobs_in([State.QUEUED]):
+            if not self._running and not await self.repo.jobs_in([State.QUEUED]):
                 return
             await asyncio.sleep(0.05)
 
@@ -223,16 +220,10 @@ class JobRunner:
     async def _recover(self) -> None:
         """Resume every started job nobody works on: ours from before a restart, or (later, from the
         lease loop) those of a process that died or stalled past its leases."""
-        self._dead_owners = [o for o in await self.repo.lease_owners() if dead_local_owner(o, self.owner)]
-        # Our own leases count as free too: a job we lease but no task of ours works (its task gave up)
-        # is resumed now, not when its lease runs out. Jobs still worked here just have it renewed.
-        claimed = await self.repo.claim_jobs(
-            self.owner, ACTIVE, lease_seconds=self.lease_seconds, free_owners=[*self._dead_owners, self.owner]
-        )
-        for job in claimed:
-            if job.id in self._tasks or job.id in self._cancelling:
+        for job in await self._leases.claim_unworked(ACTIVE):
+            if job.id in self._running or job.id in self._cancelling:
                 continue
-            self._leased.add(job.id)
+            self._leases.hold(job.id)
             provider = self.providers.get(job.provider)
             if job.state is State.SUBMITTING:
                 await self._fail(job.id, JobInterrupted(f"job {job.id} was submitting when the bot stopped"))
@@ -301,45 +292,33 @@ class JobRunner:
             self._wake.set()  # queued jobs of another process may have become free too
 
     async def _heartbeat(self) -> None:
-        held = set(self._leased)
-        if not held:
-            return
-        kept = await self.repo.renew_leases(self.owner, held, lease_seconds=self.lease_seconds)
-        for job_id in held - kept:
-            # A job we finished a moment ago is no longer renewable either: look before stopping it.
-            current = await self.repo.get_job(job_id)
-            if job_id not in self._leased or current is None or current.state.terminal:
-                self._leased.discard(job_id)
-                continue
-            log.warning("job %s: lease lost (another process took it over); stopping work on it here", job_id)
-            self._leased.discard(job_id)
-            task = self._tasks.get(job_id)
-            if task is not None:
-                task.cancel()
+        def lost(job_id: int) -> None:
+            running = self._running.get(job_id)
+            if running is not None:
+                running.task.cancel()
+
+        await self._leases.heartbeat(lost)
 
     async def _schedule_once(self) -> None:
         # Per-user caps count this process's jobs only; several processes may each run one per user.
-        running = Counter(self._owners.values())
+        running = Counter(r.user_id for r in self._running.values())
         waiting: list[Job] = []
         chosen: list[Job] = []
-        queued = fair_order(await self.repo.jobs_in([State.QUEUED]), Counter(self._guilds.values()))
+        queued = fair_order(
+            await self.repo.jobs_in([State.QUEUED]), Counter(r.guild_id for r in self._running.values())
+        )
         for job in queued:
-            if job.id in self._tasks or job.id in self._cancelling:
+            if job.id in self._running or job.id in self._cancelling:
                 continue
             if job.image_path and not await self._image_here(job):
                 continue  # another process's upload: that process sends it
-            if len(self._tasks) + len(chosen) < self.max_running and running[job.user_id] < self.max_running_per_user:
+            if len(self._running) + len(chosen) < self.max_running and running[job.user_id] < self.max_running_per_user:
                 running[job.user_id] += 1
                 chosen.append(job)
             else:
                 waiting.append(job)
         if chosen:
-            # Another process may claim some of them first: it then runs them.
-            ids = [job.id for job in chosen]
-            for job in await self.repo.claim_jobs(
-                self.owner, [State.QUEUED], lease_seconds=self.lease_seconds, job_ids=ids, free_owners=self._dead_owners
-            ):
-                self._leased.add(job.id)
+            for job in await self._leases.claim_queued([job.id for job in chosen]):
                 self._spawn(job)
         positions = {job.id: n for n, job in enumerate(waiting, start=1)}
         for job in waiting:
@@ -349,22 +328,18 @@ class JobRunner:
 
     def _spawn(self, job: Job) -> None:
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        self._tasks[job.id] = task
-        self._owners[job.id] = job.user_id
-        self._guilds[job.id] = job.guild_id or ""
-        self._job_events[job.id] = asyncio.Event()
+        running = RunningJob(job.id, job.user_id, job.guild_id or "", task)
+        self._running[job.id] = running
         if self.events is not None:
             self.events.job_taken(job)
 
         def finished(task: asyncio.Task[None]) -> None:
             # Whatever ended the task, stop renewing: a lease left behind expires and is taken over.
-            if job.id in self._leased and not task.cancelled() and job.id not in self._cancelling:
+            if self._leases.holds(job.id) and not task.cancelled() and job.id not in self._cancelling:
                 self._orphaned.set()  # it gave up on an unfinished job: take it over again at once
-            self._leased.discard(job.id)
-            self._tasks.pop(job.id, None)
-            self._owners.pop(job.id, None)
-            self._guilds.pop(job.id, None)
-            self._job_events.pop(job.id, None)
+            self._leases.drop(job.id)
+            if self._running.get(job.id) is running:
+                del self._running[job.id]
             self._wake.set()
 
         task.add_done_callback(finished)
@@ -508,20 +483,30 @@ class JobRunner:
                 job = await self._move(job, State.SUBMITTING, provider=after.provider, failover_from=job.provider)
 
     async def _poll(self, job: Job) -> JobStatus:
+        """Ask the provider about ``job`` on the planned schedule until it is done: plan, then wait, ask
+        and react until an answer ends it (or the job's time runs out)."""
         assert job.provider_job_id is not None  # noqa: S101
-        key = (job.provider, job.provider_job_id)
-        self._watched[key] = job.id
+        running = self._running.get(job.id)
+        if running is not None:
+            running.watched = (job.provider, job.provider_job_id)
         try:
-            return await self._poll_until_done(job)
+            polling = await self._plan(job)
+            while True:
+                await self._wait(polling, running)
+                status = await self._ask(polling, running)
+                if status is not None:
+                    done = await self._react(polling, status)
+                    if done is not None:
+                        return done
         finally:
-            self._watched.pop(key, None)
+            if running is not None:
+                running.watched = None
 
-    async def _poll_until_done(self, job: Job) -> JobStatus:
-        assert job.provider_job_id is not None  # noqa: S101
+    async def _plan(self, job: Job) -> _Polling:
+        """The poll schedule for ``job``: the model's typical time and spread (the provider's own time
+        when it has one) as the prior, refined by what the model's recent jobs took; or the operator's
+        figure as is."""
         provider = self._provider(job)
-        started = job.submitted_at or time.time()
-        # The model's typical time and spread (the provider's own time when it has one) as the prior,
-        # refined by what the model's recent jobs took; or the operator's figure as is.
         spec = self.router.catalogue.get(job.model)
         if self.typical_job_seconds:
             median = self.typical_job_seconds
@@ -536,62 +521,77 @@ class JobRunner:
         cost = request_cost(self.poll_cost, prior.median, calls_back=calls_back)
         poller = AdaptivePoller(median=prior.median, spread=prior.sigma, request_cost=cost)
         await asyncio.to_thread(poller.plan)  # a new distribution's plan takes milliseconds: not on the loop
-        hint: float | None = None
-        transient = 0
-        delay = poller.next_delay(time.time() - started)
-        while True:
-            remaining = started + self.job_timeout - time.time()
-            if remaining <= 0:
-                with contextlib.suppress(ProviderError):
-                    await provider.cancel(job.provider_job_id)
-                raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
-            event = self._job_events.get(job.id)
-            if event is not None:
-                # A wake (provider callback) cuts the wait short. Cleared after waiting, not before,
-                # so one arriving during the status request below still counts for the next wait.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(delay, remaining)):  # see _schedule_loop: not wait_for
-                        await event.wait()
-                event.clear()
-            else:
-                await asyncio.sleep(min(delay, remaining))
-            self._polls[job.id] = self._polls.get(job.id, 0) + 1
-            try:
-                status = await provider.status(job.provider_job_id)
-            except RateLimited as exc:
-                delay = poller.rate_limited(exc.retry_after)
-                log.info("job %s: status rate limited, backing off %.0fs", job.id, delay)
-                continue
-            except ProviderError as exc:
-                transient += 1
-                if not exc.retryable or transient > MAX_TRANSIENT_POLL_ERRORS:
-                    raise
-                # Grows with each failure, on the job's own time scale (5 s steps for a real video).
-                delay = min(poller.first_poll * transient, 60.0)
-                log.warning("job %s: status check failed (%s); retry in %.0fs", job.id, exc.detail, delay)
-                continue
-            transient = 0
-            elapsed = time.time() - started
-            poller.observe(elapsed, status.progress)
-            hint = status.poll_after
-            if status.state is JobState.SUCCEEDED:
-                return status
-            if status.state is JobState.FAILED:
-                raise status.error or GenerationFailed(f"job {job.id} failed without a reason")
-            if status.progress is not None and status.progress != job.progress:
-                job = await self._move(job, State.RUNNING, progress=status.progress)
-            elif status.queue_position != job.queue_position:
-                # The provider's own queue (display only, not stored): shown on the status message.
-                job = replace(job, queue_position=status.queue_position)
-                await self._notify(job)
-            delay = poller.next_delay(elapsed, hint=hint)
+        started = job.submitted_at or time.time()
+        return _Polling(job, provider, poller, started, delay=poller.next_delay(time.time() - started))
+
+    async def _wait(self, polling: _Polling, running: RunningJob | None) -> None:
+        """Until the next planned look, or a wake; ProviderTimeout (after asking the provider to stop)
+        once the job's time is up."""
+        job = polling.job
+        assert job.provider_job_id is not None  # noqa: S101
+        remaining = polling.started + self.job_timeout - time.time()
+        if remaining <= 0:
+            with contextlib.suppress(ProviderError):
+                await polling.provider.cancel(job.provider_job_id)
+            raise ProviderTimeout(f"job {job.id} still not done after {self.job_timeout:.0f}s")
+        if running is None:
+            await asyncio.sleep(min(polling.delay, remaining))
+            return
+        # A wake (provider callback) cuts the wait short. Cleared after waiting, not before, so one
+        # arriving during the status request that follows still counts for the next wait.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(polling.delay, remaining)):  # see _schedule_loop: not wait_for
+                await running.wake.wait()
+        running.wake.clear()
+
+    async def _ask(self, polling: _Polling, running: RunningJob | None) -> JobStatus | None:
+        """One status request; None when it failed in a way worth retrying (the next delay is set)."""
+        job = polling.job
+        assert job.provider_job_id is not None  # noqa: S101
+        if running is not None:
+            running.polls = (running.polls or 0) + 1
+        try:
+            status = await polling.provider.status(job.provider_job_id)
+        except RateLimited as exc:
+            polling.delay = polling.poller.rate_limited(exc.retry_after)
+            log.info("job %s: status rate limited, backing off %.0fs", job.id, polling.delay)
+            return None
+        except ProviderError as exc:
+            polling.transient += 1
+            if not exc.retryable or polling.transient > MAX_TRANSIENT_POLL_ERRORS:
+                raise
+            # Grows with each failure, on the job's own time scale (5 s steps for a real video).
+            polling.delay = min(polling.poller.first_poll * polling.transient, 60.0)
+            log.warning("job %s: status check failed (%s); retry in %.0fs", job.id, exc.detail, polling.delay)
+            return None
+        polling.transient = 0
+        return status
+
+    async def _react(self, polling: _Polling, status: JobStatus) -> JobStatus | None:
+        """Act on an answer: the final status when the job is done (GenerationFailed or the provider's
+        error when it failed); else show its progress and plan the next look."""
+        elapsed = time.time() - polling.started
+        polling.poller.observe(elapsed, status.progress)
+        if status.state is JobState.SUCCEEDED:
+            return status
+        if status.state is JobState.FAILED:
+            raise status.error or GenerationFailed(f"job {polling.job.id} failed without a reason")
+        job = polling.job
+        if status.progress is not None and status.progress != job.progress:
+            polling.job = await self._move(job, State.RUNNING, progress=status.progress)
+        elif status.queue_position != job.queue_position:
+            # The provider's own queue (display only, not stored): shown on the status message.
+            polling.job = replace(job, queue_position=status.queue_position)
+            await self._notify(polling.job)
+        polling.delay = polling.poller.next_delay(elapsed, hint=status.poll_after)
+        return None
 
     # --- transitions --------------------------------------------------------------------------
 
     async def _move(self, job: Job, target: State, **changes: object) -> Job:
         """Store the new state first, then tell the world."""
         moved = job.moved(target, time.time(), **changes)
-        owner = self._fence(job.id)
+        owner = self._leases.fence(job.id)
         # A write the database refused is made again once it answers: the job carries on from here.
         await until_database_answers(lambda: self.repo.save_job(moved, owner=owner), what=f"job {job.id}: {target}")
         if target is not job.state:
@@ -649,13 +649,13 @@ class JobRunner:
                 user_message="This job has just moved on (or another instance of the bot is working on it) "
                 "and can no longer be cancelled.",
             )
-        task = self._tasks.get(job_id)
-        if task is not None:
+        running = self._running.get(job_id)
+        if running is not None:
             # Its next fenced write would fail anyway; stop it before it polls or uploads again.
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        self._leased.discard(job_id)
-        await self._finished(cancelled, "refund", settled=True)
+            running.task.cancel()
+            await asyncio.gather(running.task, return_exceptions=True)
+        self._leases.drop(job_id)
+        await self._finished(cancelled, "refund", settled=True, polls=running.polls if running is not None else None)
         self._wake.set()
         return cancelled
 
@@ -679,7 +679,7 @@ class JobRunner:
 
     async def _finish(self, job: Job, settle: str) -> None:
         """Store the terminal state and settle credits atomically, then clean up and tell the world."""
-        owner = self._fence(job.id)
+        owner = self._leases.fence(job.id)
         tries = 0
 
         async def store() -> bool:
@@ -694,15 +694,16 @@ class JobRunner:
                 raise
 
         settled = await until_database_answers(store, what=f"job {job.id}: {job.state}")
-        self._leased.discard(job.id)  # finished: nothing left to renew
-        await self._finished(job, settle, settled=settled)
+        self._leases.drop(job.id)  # finished: nothing left to renew
+        running = self._running.get(job.id)
+        await self._finished(job, settle, settled=settled, polls=running.polls if running is not None else None)
 
-    async def _finished(self, job: Job, settle: str, *, settled: bool) -> None:
-        """After a stored terminal state: log, metrics, files, and the status message."""
+    async def _finished(self, job: Job, settle: str, *, settled: bool, polls: int | None) -> None:
+        """After a stored terminal state: log, metrics (``polls``: the status requests of a job worked
+        here), files, and the status message."""
         log.info(
             "job %s: %s (credits: %s)", job.id, job.state, settle, extra={"job_id": job.id, "state": job.state.value}
         )
-        polls = self._polls.pop(job.id, None)
         if self.events is not None:
             self.events.job_moved(job)
             if settled:
@@ -715,11 +716,6 @@ class JobRunner:
     async def _landed(self, job: Job) -> bool:
         stored = await self.repo.get_job(job.id)
         return stored is not None and stored.state is job.state and stored.finished_at == job.finished_at
-
-    def _fence(self, job_id: int) -> str | None:
-        """The owner a write of ``job_id`` is fenced by: ours while we hold its lease, else none (a cancel
-        of a job no runner here works)."""
-        return self.owner if job_id in self._leased else None
 
     async def _notify(self, job: Job) -> None:
         try:

@@ -21,8 +21,9 @@ from bot.config import _parse
 from bot.credits.ledger import CreditPolicy
 from bot.domain import VideoRequest
 from bot.errors import ConfigError, LeaseLost
+from bot.jobs.leases import dead_local_owner, runner_id
 from bot.jobs.model import Job, State
-from bot.jobs.runner import JobRunner, dead_local_owner, runner_id
+from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService, NewJob
 from bot.providers.relay import PATH, RelayProvider
 from bot.storage.db import connect
@@ -217,13 +218,13 @@ async def test_a_stalled_runners_job_is_taken_over_and_finished_once(bots: tuple
     job = await submit(a, "u1")
     await until(lambda: _state_is(a.repo, job.id, State.RUNNING))
     # A crash, as the database sees it: A stops renewing and writing, without releasing anything.
-    tasks = [a.runner._lease_task, a.runner._loop_task, *a.runner._tasks.values()]
+    tasks = [a.runner._lease_task, a.runner._loop_task, *(r.task for r in a.runner._running.values())]
     for task in tasks:
         assert task is not None
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)  # type: ignore[arg-type]
     b = await make("B", lease_seconds=2.0)
-    assert job.id not in b.runner._tasks, "A's lease is still live"
+    assert job.id not in b.runner._running, "A's lease is still live"
     await until(lambda: all_finished(b.repo))
     stored = await b.repo.get_job(job.id)
     assert stored is not None and stored.state is State.SUCCEEDED
@@ -258,7 +259,7 @@ async def test_stop_releases_the_leases_so_another_runner_resumes_at_once(bots: 
     await a.runner.stop()
     assert await lease(a.repo, job.id) == (None, None)
     b = await make("B", lease_seconds=600.0)
-    assert job.id in b.runner._tasks, "resumed on start, not after the 600 s lease"
+    assert job.id in b.runner._running, "resumed on start, not after the 600 s lease"
     await until(lambda: all_finished(b.repo))
     assert len(relay.requests_to(PATH, "POST")) == 1
 
@@ -269,7 +270,7 @@ async def _state_is(repo: Repository, job_id: int, state: State) -> bool:
 
 
 async def _no_task(runner: JobRunner, job_id: int) -> bool:
-    return job_id not in runner._tasks
+    return job_id not in runner._running
 
 
 # --- settings ------------------------------------------------------------------------------------

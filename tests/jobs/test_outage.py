@@ -91,11 +91,11 @@ async def test_a_job_whose_task_gave_up_is_taken_over_at_once(
     await rig.until(queued.id, lambda j: j.state is State.RUNNING)
     runner = rig.runner
     # Its task stops; the job stays leased by us in the database with no task here to work it.
-    task = runner._tasks[queued.id]
+    task = runner._running[queued.id].task
     task.cancel()
-    await eventually(lambda: queued.id not in runner._tasks)
+    await eventually(lambda: queued.id not in runner._running)
     runner._orphaned.set()  # what a task that gave up on its job says
-    await eventually(lambda: queued.id in runner._tasks, timeout=2)
+    await eventually(lambda: queued.id in runner._running, timeout=2)
     await rig.idle()
     job = await rig.job(queued.id)
     assert job.state is State.SUCCEEDED
