@@ -11,6 +11,7 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.credits.ledger import CreditPolicy
 from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.notifier import DiscordNotifier
 from bot.discord_ui.starter import JobStarter
@@ -20,7 +21,7 @@ from bot.errors import NotReady
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
-from bot.storage.backend import AnyGuildSettings
+from bot.storage.backend import AnyGuildSettings, AnyRepository
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -69,13 +70,15 @@ class SoraBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         session = await self._stack.enter_async_context(aiohttp.ClientSession())
-        notifier = DiscordNotifier(self, self.coalescer)
+
+        def notifier(repo: AnyRepository, guild_settings: AnyGuildSettings, policy: CreditPolicy) -> DiscordNotifier:
+            return DiscordNotifier(self, self.coalescer, jobs=repo, guild_settings=guild_settings, policy=policy)
+
         self.pipeline = await self._stack.enter_async_context(
             open_pipeline(self.settings, session, notifier, start_runner=False, metrics=self.metrics)
         )
         await self._start_service(self.pipeline)
         self.guild_settings = self.pipeline.guild_settings
-        notifier.guild_settings = self.guild_settings  # the audit channel of each server
         self.add_dynamic_items(CancelButton)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -163,7 +166,7 @@ class SoraBot(commands.Bot):
 class ShardedSoraBot(SoraBot, commands.AutoShardedBot):
     """``SHARD_COUNT`` (and optionally ``SHARD_IDS``) set: this process connects those shards only, and
     Discord sends it the events of their guilds. Jobs and credits are shared with the other processes
-    through the database (job leases: bot/jobs/runner.py)."""
+    through the database (job leases: bot/jobs/leases.py)."""
 
     async def _gateway_connected(self) -> bool:
         # One socket per shard; ``ws`` is unused here.

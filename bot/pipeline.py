@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -38,11 +38,15 @@ class Pipeline:
         return self.router.catalogue
 
 
+NotifierFor = Callable[[AnyRepository, AnyGuildSettings, CreditPolicy], Notifier]
+"""Builds the notifier once storage is open (Discord's reads balances, server settings and jobs)."""
+
+
 @contextlib.asynccontextmanager
 async def open_pipeline(
     settings: Settings,
     session: aiohttp.ClientSession,
-    notifier: Notifier,
+    notifier: Notifier | NotifierFor,
     *,
     charge: bool = True,
     provider: VideoProvider | None = None,
@@ -54,6 +58,9 @@ async def open_pipeline(
     metrics = metrics or Metrics()
     catalogue = load_catalogue(settings.models_file, settings.enabled_models)
     repo, guild_settings = await open_storage(settings)  # SQLite or PostgreSQL, from DATABASE_URL
+    policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
+    if not isinstance(notifier, Notifier):
+        notifier = notifier(repo, guild_settings, policy)
     if provider is not None:
         providers: dict[str, VideoProvider] = {provider.name: provider}
     else:
@@ -77,7 +84,6 @@ async def open_pipeline(
         calls_back=callbacks.enabled_for,
         lease_seconds=settings.lease_seconds,  # several processes on one database: see README
     )
-    policy = CreditPolicy(settings.daily_credits, settings.credits_per_second, settings.pro_credit_multiplier)
     caps = SpendingCaps(settings.server_daily_credits, settings.global_daily_credits, settings.max_allowance)
     service = JobService(repo, providers, router, runner, policy, data_dir=settings.data_dir, charge=charge, caps=caps)
     try:

@@ -20,6 +20,10 @@ class CreditPolicy:
     credits_per_second: int = 1
     pro_multiplier: int = 3
 
+    def daily(self, server_allowance: int | None) -> int:
+        """A member's daily credits in a server: its own allowance when its admins set one."""
+        return self.daily_credits if server_allowance is None else server_allowance
+
     def cost(self, seconds: int, model: str) -> int:
         base = seconds * self.credits_per_second
         return base * self.pro_multiplier if model == "sora-2-pro" else base

@@ -6,11 +6,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import discord
 
+from bot.credits.ledger import Balance, CreditPolicy
 from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.links import safe_url, shown
 from bot.discord_ui.result_views import result_view
@@ -20,9 +21,7 @@ from bot.errors import DeliveryFailed, UploadRefused
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
 from bot.media.video import CannotShrink, shrink_to_fit_async
-
-if TYPE_CHECKING:
-    from bot.storage.guilds import GuildSettingsRepository
+from bot.moderation.policy import GuildSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +46,36 @@ def shareable_link(url: str | None) -> str | None:
     return url
 
 
+class JobReads(Protocol):
+    """What status messages read besides the job itself (either repository)."""
+
+    async def get_job(self, job_id: int) -> Job | None: ...
+    async def balance(self, guild_id: str, user_id: str, allowance: int) -> Balance: ...
+
+
+class ServerSettings(Protocol):
+    async def get(self, guild_id: str) -> GuildSettings: ...
+
+
 class DiscordNotifier:
-    def __init__(self, client: discord.Client, coalescer: EditCoalescer) -> None:
+    """Built once storage is open (bot.pipeline.open_pipeline), with everything it reads."""
+
+    def __init__(
+        self,
+        client: discord.Client,
+        coalescer: EditCoalescer,
+        *,
+        jobs: JobReads,
+        guild_settings: ServerSettings,
+        policy: CreditPolicy,
+    ) -> None:
         self.client = client
         self.coalescer = coalescer
+        self.jobs = jobs
+        self.guild_settings = guild_settings
+        """Each server's settings: its audit channel, its own daily allowance."""
+        self.policy = policy
         self._last_render: dict[int, tuple[object, ...]] = {}
-        self.guild_settings: GuildSettingsRepository | None = None
-        """Set by the bot once storage is open: where each server wants its audit log."""
 
     # --- status message -------------------------------------------------------------------------
 
@@ -82,7 +104,7 @@ class DiscordNotifier:
     async def audit(self, job: Job) -> None:
         """Record who made what in the server's audit channel, if it has one. Never raises: a missing
         or forbidden audit channel must not disturb the job or its delivery."""
-        if self.guild_settings is None or not job.guild_id:
+        if not job.guild_id:
             return
         try:
             settings = await self.guild_settings.get(job.guild_id)
@@ -108,25 +130,21 @@ class DiscordNotifier:
 
     async def balance_left(self, job: Job) -> int | None:
         """The requester's credits left in the job's server, or None when they cannot be read."""
-        pipeline = getattr(self.client, "pipeline", None)
-        if pipeline is None:
-            return None
         try:
             allowance = None
-            if self.guild_settings is not None and job.guild_id:
+            if job.guild_id:
                 # The server's own daily allowance, when its admins set one.
                 allowance = (await self.guild_settings.get(job.guild_id)).daily_allowance
-            return (await pipeline.service.balance(job.guild_id, job.user_id, allowance=allowance)).total
+            return (await self.jobs.balance(job.guild_id or "", job.user_id, self.policy.daily(allowance))).total
         except Exception:  # a display detail: never let it break a status edit or a delivery
             log.exception("could not read the balance for job %s", job.id)
             return None
 
     async def _source_link(self, job: Job) -> str | None:
         """For a Continue: a link to the clip this one continues, if it is still posted."""
-        pipeline = getattr(self.client, "pipeline", None)
-        if job.kind != "continue" or job.source_job_id is None or pipeline is None:
+        if job.kind != "continue" or job.source_job_id is None:
             return None
-        source = await pipeline.repo.get_job(job.source_job_id)
+        source = await self.jobs.get_job(job.source_job_id)
         if source is None or source.result_deleted_at or source.state is not State.SUCCEEDED:
             return f"video #{job.source_job_id}"
         link = safe_url(source.result_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.jobs.model import Job
 
@@ -19,6 +19,7 @@ class Delivery:
     """Anything the requester should know (shrunk to fit, posted as a link...)."""
 
 
+@runtime_checkable
 class Notifier(Protocol):
     async def job_changed(self, job: Job) -> None:
         """The job moved or made progress. Must not raise; may coalesce updates."""

@@ -86,8 +86,7 @@ class JobService:
 
     async def balance(self, guild_id: str | None, user_id: str, *, allowance: int | None = None) -> Balance:
         """``allowance``: the server's daily allowance when its admins changed it."""
-        daily = self.policy.daily_credits if allowance is None else allowance
-        return await self.repo.balance(guild_id or "", user_id, daily)
+        return await self.repo.balance(guild_id or "", user_id, self.policy.daily(allowance))
 
     async def fit_reference(self, data: bytes, size: str, *, user_id: str | None = None) -> ReferenceImage:
         """Validate a reference image by its bytes and fit it to ``size`` (off the event loop, bounded;
