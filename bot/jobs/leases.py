@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from bot.jobs.model import Job, State
@@ -85,7 +85,7 @@ class Leases:
         of a job no runner here works)."""
         return self.owner if job_id in self._held else None
 
-    async def claim_queued(self, job_ids: Sequence[int]) -> list[Job]:
+    async def claim_queued(self, job_ids: Iterable[int]) -> list[Job]:
         """Take these queued jobs (another process may claim some of them first: it then runs them)."""
         claimed = await self.store.claim_jobs(
             self.owner, [State.QUEUED], lease_seconds=self.lease_seconds, job_ids=job_ids, free_owners=self._dead_owners
@@ -93,7 +93,7 @@ class Leases:
         self._held.update(job.id for job in claimed)
         return claimed
 
-    async def claim_unworked(self, states: Sequence[State]) -> list[Job]:
+    async def claim_unworked(self, states: Iterable[State]) -> list[Job]:
         """Take the started jobs nobody works on: those of dead local processes, of expired leases, and
         our own (a job we lease but no task of ours works is resumed now, not when its lease runs out;
         jobs still worked here just have it renewed). The caller holds every one it is handed."""
