@@ -24,6 +24,7 @@ from tests.pg.outage import (
 from tests.pg.server import PgServer, find_bin_dir, running_server
 
 pytestmark = pytest.mark.timeout(120)
+LEASE_SECONDS = 60  # as tests/pg/outage.py starts the bot
 
 
 @pytest.fixture
@@ -44,8 +45,9 @@ async def test_server_stopped_for_12_s_mid_job(own_server: tuple[Path, PgServer]
     assert "Nothing was charged" in report.refusal and "try again in a moment" in report.refusal
     assert "database unavailable" in report.log, "the job met the outage"
     assert unretrieved(report.log) == []
-    # The bound (it used to wait for the lease: 35 s); the figure itself is in BENCHMARKS.md.
-    assert report.recovery_seconds < 5, report.recovery_seconds
+    # Carried on by its own task, not taken over when its 60 s lease ran out (as it used to, 35 s late).
+    # How soon it carries on is a speed figure, shown by bench/bench_db_outage.py (about 1.4 s), not here.
+    assert report.recovery_seconds < LEASE_SECONDS / 2, report.recovery_seconds
 
 
 async def test_every_connection_terminated_for_6_s_mid_job(pg_server: PgServer, pg_dsn: str) -> None:
@@ -60,7 +62,7 @@ async def test_every_connection_terminated_for_6_s_mid_job(pg_server: PgServer, 
     assert "Nothing was charged" in report.refusal
     assert "database unavailable" in report.log
     assert unretrieved(report.log) == []
-    assert report.recovery_seconds < 5, report.recovery_seconds
+    assert report.recovery_seconds < LEASE_SECONDS / 2, report.recovery_seconds
 
 
 # The first UPDATE that records progress on a running job kills its own session, once (a sequence is not
