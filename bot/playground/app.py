@@ -1,4 +1,5 @@
-"""Start the playground on its own (no Discord): the pipeline, the web server, one line with the address."""
+"""Start the playground on its own (no Discord): the pipeline, the web server, one line with the address.
+Beside the Discord bot (PLAYGROUND=1), bot/client.py installs the same routes on the bot's pipeline."""
 
 from __future__ import annotations
 
@@ -50,6 +51,11 @@ def videos_dir(settings: Settings) -> Path:
     return settings.data_dir / "playground"
 
 
+def address(web: WebServer) -> str:
+    host = f"[{web.host}]" if ":" in web.host else web.host
+    return f"http://{host}:{web.port}"
+
+
 def run_playground(settings: Settings, *, reason: str) -> int:
     asyncio.run(
         serve(playground_settings(settings), announce=lambda url: print(f"Playground: {url} ({reason})", flush=True))
@@ -80,8 +86,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None]) -> None:
         )
         build(settings, pipeline, hub).install(web.app)
         await web.start()
-        host = f"[{web.host}]" if ":" in web.host else web.host
-        announce(f"http://{host}:{web.port}")
+        announce(address(web))
         try:
             await stop.wait()
         finally:
