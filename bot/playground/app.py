@@ -43,7 +43,10 @@ def build(settings: Settings, pipeline: Pipeline, hub: JobHub) -> PlaygroundRout
         pipeline, hub, defaults, videos_dir=videos_dir(settings), max_image_bytes=settings.max_image_bytes
     )
     return PlaygroundRoutes(
-        playground, provider=", ".join(pipeline.providers), max_image_bytes=settings.max_image_bytes
+        playground,
+        provider=", ".join(pipeline.providers),
+        max_image_bytes=settings.max_image_bytes,
+        public=settings.playground_public,
     )
 
 

@@ -9,6 +9,7 @@ it as #5; Mo cancels #6). Set PLAYGROUND_SCREENSHOTS=docs to refresh the README'
 from __future__ import annotations
 
 import contextlib
+import http.client
 import io
 import os
 import re
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image
@@ -446,3 +448,15 @@ def test_a_cooldown_refusal_is_shown_and_charges_nothing(browser: WebDriver, bas
     assert reply.startswith("Please wait ") and reply.endswith("(this server's cooldown is 3600 s)."), reply
     assert _count(browser, "article[data-job]") == cards
     assert _credits(browser) == DAILY
+
+
+def test_a_request_for_another_host_name_is_refused(base_url: str) -> None:
+    """DNS rebinding: a hostile site whose name resolves to 127.0.0.1 must not drive the playground."""
+    parts = urlsplit(base_url)
+    for host, expected in (("evil.example", 421), (f"evil.example:{parts.port}", 421), (parts.netloc, 200)):
+        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+        try:
+            connection.request("GET", "/", headers={"Host": host})
+            assert connection.getresponse().status == expected, host
+        finally:
+            connection.close()
