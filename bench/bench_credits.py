@@ -35,10 +35,10 @@ import asyncpg
 
 from bot.credits.ledger import CreditPolicy
 from bot.jobs.store import Store
-from bot.storage.db import connect
 from bot.storage.postgres import PostgresRepository
 from bot.storage.postgres import connect as connect_pg
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.pg.server import PgServer, find_bin_dir, running_server
 
 log = logging.getLogger(__name__)

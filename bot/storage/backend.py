@@ -8,11 +8,10 @@ import logging
 
 from bot.config import Settings
 from bot.jobs.store import GuildSettingsStore, Store
-from bot.storage.db import connect as connect_sqlite
-from bot.storage.guilds import GuildSettingsRepository
 from bot.storage.postgres import PostgresGuildSettings, PostgresRepository
 from bot.storage.postgres import connect as connect_postgres
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite.db import connect as connect_sqlite
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,10 @@ import pytest
 
 from bot.jobs.store import GuildSettingsStore, Store
 from bot.storage.backend import PG_SCHEMES
-from bot.storage.db import connect as connect_sqlite
-from bot.storage.guilds import GuildSettingsRepository
 from bot.storage.postgres import PostgresGuildSettings, PostgresRepository
 from bot.storage.postgres import connect as connect_postgres
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite.db import connect as connect_sqlite
 from tests.pg.read_shim import ReadShim
 
 BACKENDS = ("sqlite", "postgres")

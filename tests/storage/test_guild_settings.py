@@ -11,9 +11,8 @@ import pytest
 from bot.errors import InvalidRequest
 from bot.jobs.store import Store
 from bot.moderation.policy import MAX_BLOCKED_TERMS, BlockedTerm, GuildSettings, MatchMode
-from bot.storage.db import connect
-from bot.storage.guilds import GuildSettingsRepository
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite.db import connect
 from tests.storage.conftest import guild_settings
 
 

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
 from tests.storage.test_repository import NOW, count, create
 
 INSERT = (

@@ -16,8 +16,8 @@ from bot.credits.ledger import CreditPolicy
 from bot.errors import InsufficientCredits
 from bot.jobs.model import State
 from bot.jobs.store import Store
-from bot.storage.db import connect, migrate, migration_files
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect, migrate, migration_files
 
 # 2026-03-14 22:30:00 UTC, 1 h 30 min before the daily reset: every test pins the clock to it.
 NOW = dt.datetime(2026, 3, 14, 22, 30, tzinfo=dt.UTC).timestamp()
