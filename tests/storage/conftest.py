@@ -13,9 +13,11 @@ import pytest
 
 from bot.jobs.store import GuildSettingsStore, Store
 from bot.storage.backend import PG_SCHEMES
-from bot.storage.postgres import PostgresGuildSettings, PostgresRepository
+from bot.storage.guilds import SqlGuildSettings
+from bot.storage.postgres import PostgresRepository
 from bot.storage.postgres import connect as connect_postgres
-from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sql import SqlRepository
+from bot.storage.sqlite import Repository
 from bot.storage.sqlite.db import connect as connect_sqlite
 from tests.pg.read_shim import ReadShim
 
@@ -55,8 +57,6 @@ async def sqlite_repo(tmp_path: Path) -> AsyncIterator[Repository]:
 
 
 def guild_settings(repo: Store) -> GuildSettingsStore:
-    """The guild-settings store of ``repo``'s backend, sharing its connection."""
-    if isinstance(repo, PostgresRepository):
-        return PostgresGuildSettings(repo)
-    assert isinstance(repo, Repository)
-    return GuildSettingsRepository(repo)
+    """The guild-settings store on ``repo``'s driver (its connection, and on SQLite its write lock)."""
+    assert isinstance(repo, SqlRepository)
+    return SqlGuildSettings(repo.driver)
