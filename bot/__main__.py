@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 
-from bot.config import load_settings
+from bot.config import check_playground_host, load_settings
 from bot.errors import ConfigError
 from bot.logging_setup import setup_logging
 
@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "playground" or not settings.discord_token:
         from bot.playground.app import run_playground
+
+        try:
+            check_playground_host(settings)
+        except ConfigError as exc:
+            print(f"configuration error: {exc.detail}", file=sys.stderr)
+            return 2
 
         reason = "open it in a browser; Ctrl+C stops"
         if args.command is None:

@@ -17,10 +17,15 @@ from bot.discord_ui.notifier import DiscordNotifier
 from bot.discord_ui.starter import JobStarter
 from bot.discord_ui.views import CancelButton
 from bot.errors import BotError, NotReady
+from bot.jobs.notifier import GuildRouter
 from bot.jobs.store import GuildSettingsStore
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
+from bot.playground import app as playground
+from bot.playground.hub import JobHub
+from bot.playground.members import GUILD_ID as PLAYGROUND_GUILD
+from bot.playground.notifier import PlaygroundNotifier
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,8 @@ class SoraBot(commands.Bot):
             daily_allowance=settings.daily_credits,
         )
         self.coalescer = EditCoalescer()
+        self.playground_hub = JobHub()
+        """Live updates of playground jobs to its open pages (none unless PLAYGROUND=1 serves them)."""
         self.starter = JobStarter(self)
         self._stack = contextlib.AsyncExitStack()
         self._runner_task: asyncio.Task[None] | None = None
@@ -68,13 +75,17 @@ class SoraBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         session = await self._stack.enter_async_context(aiohttp.ClientSession())
-        notifier = DiscordNotifier(self, self.coalescer)
+        discord_notifier = DiscordNotifier(self, self.coalescer)
+        # Playground jobs (PLAYGROUND=1, on this start or an earlier one) go to its folder and page, even
+        # when it is not served now: never to Discord. Every other job goes to Discord.
+        kept = PlaygroundNotifier(self.playground_hub, playground.videos_dir(self.settings))
+        notifier = GuildRouter(discord_notifier, {PLAYGROUND_GUILD: kept})
         self.pipeline = await self._stack.enter_async_context(
             open_pipeline(self.settings, session, notifier, start_runner=False, metrics=self.metrics)
         )
         await self._start_service(self.pipeline)
         self.guild_settings = self.pipeline.guild_settings
-        notifier.guild_settings = self.guild_settings  # the audit channel of each server
+        discord_notifier.guild_settings = self.guild_settings  # the audit channel of each server
         self.tree.on_error = self.on_app_command_error
         self.tree.interaction_check = self._interaction_allowed  # type: ignore[method-assign]
         self.add_dynamic_items(CancelButton)
@@ -86,12 +97,16 @@ class SoraBot(commands.Bot):
         self._runner_task = asyncio.create_task(self._start_runner(), name="start-runner")
 
     async def _start_service(self, pipeline: Pipeline) -> None:
-        """Count Discord 429s, and serve /healthz, /metrics and /callbacks when HTTP_PORT is set."""
+        """Count Discord 429s, and serve /healthz, /metrics and /callbacks when HTTP_PORT is set (and the
+        playground page with PLAYGROUND=1, on 8080 when HTTP_PORT is not set)."""
         counter = DiscordRateLimitCounter(self.metrics)
         discord_logger = logging.getLogger("discord")
         discord_logger.addHandler(counter)
         self._stack.callback(discord_logger.removeHandler, counter)
-        if self.settings.http_port is None:
+        port = self.settings.http_port
+        if self.settings.playground:
+            port = port or playground.DEFAULT_PORT
+        if port is None:
             return
 
         async def database_ok() -> bool:
@@ -100,15 +115,21 @@ class SoraBot(commands.Bot):
 
         self.web = WebServer(
             host=self.settings.http_host,
-            port=self.settings.http_port,
+            port=port,
             metrics=self.metrics,
             checks={"gateway": self._gateway_connected, "database": database_ok},
             callbacks=pipeline.callbacks,
             wake=pipeline.runner.wake,
             metrics_token=self.settings.metrics_token.get() or None,
         )
+        if self.settings.playground:
+            playground.build(self.settings, pipeline, self.playground_hub).install(self.web.app)
         await self.web.start()
         self._stack.push_async_callback(self.web.stop)
+        if self.settings.playground:
+            # Runs before web.stop: the pages' event streams end, so the server can stop.
+            self._stack.callback(self.playground_hub.close)
+            log.info("Playground: %s (PLAYGROUND=1: beside the Discord bot)", playground.address(self.web))
 
     async def _gateway_connected(self) -> bool:
         # ``ws`` stays the last socket while discord.py reconnects: it must be ready AND still open.

@@ -6,6 +6,7 @@ A wrong value stops start-up with one line naming the variable and what is allow
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -142,6 +143,10 @@ class Settings:
     """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
     metrics_token: Secret = Secret("")
     """When set, ``/metrics`` answers only requests with ``Authorization: Bearer <token>``."""
+    playground: bool = False
+    """Serve the playground page beside the Discord bot (without a token it runs on its own anyway)."""
+    playground_public: bool = False
+    """Serve the playground on a non-loopback HTTP_HOST although it has no login."""
 
     def __post_init__(self) -> None:
         if not self.providers:  # Settings(provider="relay") in tests and tools: that one alone
@@ -252,7 +257,7 @@ def _parse(env: Mapping[str, str]) -> Settings:
     shard_ids = _shard_ids(get("SHARD_IDS"), shard_count)
 
     models_file = get("MODELS_FILE")
-    return Settings(
+    settings = Settings(
         provider=provider,
         providers=providers,
         enabled_models=tuple(dict.fromkeys(m.strip() for m in get("ENABLED_MODELS").split(",") if m.strip())),
@@ -310,7 +315,34 @@ def _parse(env: Mapping[str, str]) -> Settings:
         http_host=get("HTTP_HOST", "127.0.0.1"),
         public_base_url=url("PUBLIC_BASE_URL"),
         metrics_token=Secret(get("METRICS_TOKEN")),
+        playground=boolean("PLAYGROUND"),
+        playground_public=boolean("PLAYGROUND_PUBLIC"),
     )
+    if settings.playground:
+        check_playground_host(settings)
+    return settings
+
+
+def check_playground_host(settings: Settings) -> None:
+    """The playground has no login: anyone who reaches it spends the configured provider's credits.
+    It listens on loopback only unless PLAYGROUND_PUBLIC=1 says that is meant (the Docker image sets
+    HTTP_HOST=0.0.0.0 for /healthz and callbacks, which must not open the playground by accident)."""
+    if settings.playground_public or is_loopback(settings.http_host):
+        return
+    raise ConfigError(
+        f"HTTP_HOST={settings.http_host} would expose the playground, which has no login: use HTTP_HOST=127.0.0.1,"
+        " or set PLAYGROUND_PUBLIC=1 to serve it there anyway (anyone who reaches it can spend your provider credits)"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` names this machine only (``localhost``, 127.0.0.0/8, ::1); a name we cannot tell is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _guild_ids(raw: str) -> frozenset[int]:

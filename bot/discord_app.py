@@ -1,4 +1,5 @@
-"""Start the Discord bot from settings: endpoint overrides, token checks, signal handling."""
+"""Start the Discord bot from settings (``python -m bot`` with a DISCORD_TOKEN; bot/__main__.py opens the
+playground without one): endpoint overrides, signal handling, one line for a rejected token."""
 
 from __future__ import annotations
 
@@ -16,22 +17,6 @@ from bot.config import Settings
 
 log = logging.getLogger(__name__)
 
-SETUP_HELP = """\
-DISCORD_TOKEN is not set, so the Discord bot cannot start.
-
-To run the bot in Discord:
-  1. Open https://discord.com/developers/applications, create an application, open "Bot",
-     press "Reset Token" and copy the token.
-  2. Put it in a file named .env next to this project:  DISCORD_TOKEN=your-token
-     (add SYNC_COMMANDS=1 on the first start so /sora appears).
-  3. Invite the bot: OAuth2 > URL Generator, scopes "bot" and "applications.commands",
-     permissions Send Messages, Embed Links, Attach Files, Read Message History.
-  4. Run: python -m bot
-
-To try it without Discord (no account anywhere needed, the demo provider renders locally):
-  python -m bot generate "a paper boat drifting down a rainy street" --seconds 4 -o demo.mp4
-"""
-
 
 def apply_endpoint_overrides(settings: Settings) -> None:
     """Point discord.py at another REST base / gateway (a local fake Discord in tests)."""
@@ -46,9 +31,6 @@ def run_bot(settings: Settings) -> int:
     # A video bot never joins voice: silence discord.py's start-up warnings about voice libraries.
     discord.VoiceClient.warn_nacl = False
     discord.VoiceClient.warn_dave = False
-    if not settings.discord_token:
-        print(SETUP_HELP, file=sys.stderr)
-        return 2
     apply_endpoint_overrides(settings)
     try:
         asyncio.run(_serve(settings))

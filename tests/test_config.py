@@ -11,6 +11,7 @@ import bot.config
 from bot.config import PROVIDERS, Secret, Settings, load_settings
 from bot.errors import ConfigError
 
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the Docker image's HTTP_HOST
 KEYS = {
     "SEGMIND_API_KEY": "sg-SECRET-segmind-0123456789",
     "SORA2API_API_KEY": "s2a-SECRET-sora2api-0123456789",
@@ -91,6 +92,8 @@ def test_explicit_provider_wins_over_a_present_key() -> None:
         ({"POLL_COST_SECONDS": "cheap"}, "POLL_COST_SECONDS", "number of seconds"),
         ({"POLL_COST_SECONDS": "0"}, "POLL_COST_SECONDS", "> 0"),
         ({"POLL_COST_SECONDS": "nan"}, "POLL_COST_SECONDS", "> 0"),
+        ({"PLAYGROUND": "1", "HTTP_HOST": ALL_INTERFACES}, "HTTP_HOST", "PLAYGROUND_PUBLIC=1"),
+        ({"PLAYGROUND": "1", "HTTP_HOST": "bot.example.com"}, "HTTP_HOST", "HTTP_HOST=127.0.0.1"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
@@ -102,6 +105,17 @@ def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
     assert "\n" not in message
     assert message.startswith(variable), message
     assert allowed in message, message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
+def test_the_playground_beside_the_bot_may_listen_on_loopback(host: str) -> None:
+    assert load_settings({"PLAYGROUND": "1", "HTTP_HOST": host}).playground
+
+
+def test_playground_public_serves_it_on_any_address_when_said_explicitly() -> None:
+    settings = load_settings({"PLAYGROUND": "1", "PLAYGROUND_PUBLIC": "1", "HTTP_HOST": ALL_INTERFACES})
+    assert settings.playground and settings.playground_public
+    assert not load_settings({"HTTP_HOST": ALL_INTERFACES}).playground  # the bot's port alone: no playground, no error
 
 
 def test_a_database_url_error_does_not_echo_credentials() -> None:

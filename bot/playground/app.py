@@ -1,4 +1,5 @@
-"""Start the playground on its own (no Discord): the pipeline, the web server, one line with the address."""
+"""Start the playground on its own (no Discord): the pipeline, the web server, one line with the address.
+Beside the Discord bot (PLAYGROUND=1), bot/client.py installs the same routes on the bot's pipeline."""
 
 from __future__ import annotations
 
@@ -42,12 +43,20 @@ def build(settings: Settings, pipeline: Pipeline, hub: JobHub) -> PlaygroundRout
         pipeline, hub, defaults, videos_dir=videos_dir(settings), max_image_bytes=settings.max_image_bytes
     )
     return PlaygroundRoutes(
-        playground, provider=", ".join(pipeline.providers), max_image_bytes=settings.max_image_bytes
+        playground,
+        provider=", ".join(pipeline.providers),
+        max_image_bytes=settings.max_image_bytes,
+        public=settings.playground_public,
     )
 
 
 def videos_dir(settings: Settings) -> Path:
     return settings.data_dir / "playground"
+
+
+def address(web: WebServer) -> str:
+    host = f"[{web.host}]" if ":" in web.host else web.host
+    return f"http://{host}:{web.port}"
 
 
 def run_playground(settings: Settings, *, reason: str) -> int:
@@ -80,8 +89,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None]) -> None:
         )
         build(settings, pipeline, hub).install(web.app)
         await web.start()
-        host = f"[{web.host}]" if ":" in web.host else web.host
-        announce(f"http://{host}:{web.port}")
+        announce(address(web))
         try:
             await stop.wait()
         finally:

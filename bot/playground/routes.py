@@ -15,9 +15,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from urllib.parse import urlsplit
 
 from aiohttp import BodyPartReader, web
 
+from bot.config import is_loopback
 from bot.errors import BotError, InvalidRequest
 from bot.jobs.model import Job
 from bot.playground import views
@@ -41,18 +43,21 @@ SORRY = "Something went wrong on our side. Nothing was charged; please try again
 
 
 class PlaygroundRoutes:
-    def __init__(self, playground: Playground, *, provider: str, max_image_bytes: int) -> None:
+    def __init__(self, playground: Playground, *, provider: str, max_image_bytes: int, public: bool = False) -> None:
         self.playground = playground
         self.provider = provider
         self.max_image_bytes = max_image_bytes
+        self.public = public
+        """PLAYGROUND_PUBLIC=1: any Host header is served (else only names of this machine)."""
 
     def install(self, app: web.Application) -> None:
-        app.router.add_get("/", self._page)
-        app.router.add_get("/events", self._events)
-        app.router.add_post("/sora", self._sora)
-        app.router.add_post(r"/jobs/{job_id:\d{1,12}}/{action}", self._button)
-        app.router.add_get(r"/videos/{job_id:\d{1,12}}.mp4", self._video)
-        app.router.add_get("/static/{name}", self._static)
+        guard = (lambda handler: handler) if self.public else _local_host_only
+        app.router.add_get("/", guard(self._page))
+        app.router.add_get("/events", guard(self._events))
+        app.router.add_post("/sora", guard(self._sora))
+        app.router.add_post(r"/jobs/{job_id:\d{1,12}}/{action}", guard(self._button))
+        app.router.add_get(r"/videos/{job_id:\d{1,12}}.mp4", guard(self._video))
+        app.router.add_get("/static/{name}", guard(self._static))
         app.on_response_prepare.append(_secure)
 
     # --- pages --------------------------------------------------------------------------------------
@@ -222,6 +227,22 @@ def _audio(raw: str | None) -> bool | None:
 async def _send(response: web.StreamResponse, event: str, data: str) -> None:
     lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
     await response.write(f"event: {event}\n{lines}\n".encode())
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _local_host_only(handler: Handler) -> Handler:
+    """Refuse a request whose Host is not a name of this machine: a hostile web page could otherwise
+    reach the loopback playground through DNS rebinding (its own name resolving to 127.0.0.1)."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not is_loopback(urlsplit(f"//{request.host}").hostname or ""):
+            log.warning("playground: refused a request for host %r", request.host)
+            return web.Response(status=421, text="The playground answers only on this machine's own address.")
+        return await handler(request)
+
+    return guarded
 
 
 async def _secure(request: web.Request, response: web.StreamResponse) -> None:

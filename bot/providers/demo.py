@@ -8,6 +8,10 @@ To try the failure path, put the word ``moderation-test`` in the prompt: the job
 like a real provider's safety refusal (``ModerationRejected`` at the ``prompt`` stage).
 
 Jobs live in memory only: after a restart :meth:`DemoProvider.status` raises JobNotResumable.
+
+A catalogue model hosted by the demo may ask each of its jobs to last at least some seconds
+(``fields = { min_seconds = 30 }`` in its ``[[models."id".hosts]]`` entry, e.g. from MODELS_FILE):
+time to watch the progress, or to press Cancel.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.errors import GenerationFailed, JobNotResumable, ModerationRejected, ProviderError, ResultTooLarge
+from bot.catalogue import Host
+from bot.errors import ConfigError, GenerationFailed, JobNotResumable, ModerationRejected, ProviderError, ResultTooLarge
 from bot.media.video import RenderCancelled, render_text_video
 from bot.providers.base import (
     LANDSCAPE,
@@ -61,6 +67,8 @@ class _Job:
     request: VideoRequest
     path: Path
     created: float
+    min_wall: float
+    """Wall-clock seconds the job lasts at least."""
     state: JobState = JobState.QUEUED
     progress: float = 0.0
     """Written by the render thread (a float store is atomic), read by status()."""
@@ -73,20 +81,29 @@ class DemoProvider:
     """Renders videos locally. ``min_seconds`` stretches a job so its progress can be watched.
 
     ``speed`` divides that stretch (2.0 = twice as fast; handy to slow or speed up a demo without
-    touching ``min_seconds``); ``fps`` is the frame rate of the rendered clips.
+    touching ``min_seconds``); ``fps`` is the frame rate of the rendered clips. ``hosts``: the catalogue
+    models the demo hosts; one with a ``min_seconds`` field is stretched to that (the longer wins).
     """
 
     name = "demo"
     capabilities = CAPABILITIES
 
     def __init__(
-        self, *, work_dir: Path | None = None, speed: float = 1.0, min_seconds: float = 0.0, fps: int = 24
+        self,
+        *,
+        work_dir: Path | None = None,
+        speed: float = 1.0,
+        min_seconds: float = 0.0,
+        fps: int = 24,
+        hosts: Mapping[str, Host] | None = None,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self._work_dir = work_dir
         self._own_dir: Path | None = None
-        self._min_wall = max(0.0, min_seconds) / speed
+        self._speed = speed
+        self._min_seconds = max(0.0, min_seconds)
+        self._model_min_seconds = {m: _min_seconds(m, h) for m, h in (hosts or {}).items() if "min_seconds" in h.fields}
         self._fps = fps
         self._jobs: dict[str, _Job] = {}
 
@@ -101,7 +118,13 @@ class DemoProvider:
         self.validate(request)
         await self._forget_finished()
         job_id = f"demo-{uuid.uuid4().hex}"
-        job = _Job(request=request, path=self._dir() / f"{job_id}.mp4", created=time.monotonic())
+        stretch = max(self._min_seconds, self._model_min_seconds.get(request.model, 0.0))
+        job = _Job(
+            request=request,
+            path=self._dir() / f"{job_id}.mp4",
+            created=time.monotonic(),
+            min_wall=stretch / self._speed,
+        )
         self._jobs[job_id] = job
         job.task = asyncio.create_task(self._run(job_id, job), name=f"demo-render-{job_id}")
         log.info("demo job %s: %s %s %d s", job_id, request.model, request.size, request.seconds)
@@ -116,9 +139,9 @@ class DemoProvider:
         if job.state is JobState.QUEUED:
             return JobStatus(JobState.QUEUED, progress=0.0)
         progress = job.progress
-        if self._min_wall > 0:
+        if job.min_wall > 0:
             # Progress follows the slower of the render and the stretched clock.
-            progress = min(progress, 100.0 * (time.monotonic() - job.created) / self._min_wall)
+            progress = min(progress, 100.0 * (time.monotonic() - job.created) / job.min_wall)
         return JobStatus(JobState.RUNNING, progress=round(min(progress, 99.0), 1))
 
     async def download(self, job_id: str, status: JobStatus, dest: Path, max_bytes: int) -> Path:
@@ -191,10 +214,10 @@ class DemoProvider:
         job.state = JobState.RUNNING
         try:
             if MODERATION_TRIGGER in request.prompt.lower():
-                await asyncio.sleep(min(0.5, self._min_wall / 2))
+                await asyncio.sleep(min(0.5, job.min_wall / 2))
                 raise ModerationRejected(f"demo: prompt contains {MODERATION_TRIGGER!r}", stage="prompt")
             await self._render(job)
-            remaining = self._min_wall - (time.monotonic() - job.created)
+            remaining = job.min_wall - (time.monotonic() - job.created)
             if remaining > 0:
                 await asyncio.sleep(remaining)
         except asyncio.CancelledError:
@@ -240,3 +263,10 @@ class DemoProvider:
             with contextlib.suppress(RenderCancelled):
                 await render
             raise
+
+
+def _min_seconds(model: str, host: Host) -> float:
+    raw = host.fields["min_seconds"]
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw < 86400:
+        raise ConfigError(f"model {model}: the demo host's min_seconds must be a number of seconds, got {raw!r}")
+    return float(raw)

@@ -48,7 +48,7 @@ def build_provider(
     if name == "demo":
         from bot.providers.demo import DemoProvider
 
-        return DemoProvider(work_dir=settings.data_dir / "demo")
+        return DemoProvider(work_dir=settings.data_dir / "demo", hosts=catalogue.hosts_for("demo"))
     if name == "fal":
         from bot.providers.fal import FalProvider
 

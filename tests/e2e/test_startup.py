@@ -12,6 +12,8 @@ from tests.e2e.harness import BotProcess
 from tests.e2e.test_service import free_port
 from tests.fakes.discord import FakeDiscord
 
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what the Docker image sets; the playground must refuse it
+
 
 async def test_missing_token_opens_the_playground_and_says_where_in_one_line() -> None:
     port = free_port()
@@ -36,6 +38,22 @@ async def test_playground_command_runs_it_even_with_a_token_on_loopback_only() -
             with socket.socket() as probe:  # bound to 127.0.0.1 only, not every interface
                 assert probe.connect_ex((outward, port)) != 0
     assert "a-real-looking-token" not in bot.log_text()
+
+
+async def test_the_playground_is_not_served_on_an_outside_address_unless_said_explicitly() -> None:
+    """The Docker image listens on 0.0.0.0: without a token that must not put the playground, which
+    has no login, on the network by accident."""
+    port = free_port()
+    env = {"DISCORD_TOKEN": "", "HTTP_PORT": str(port), "HTTP_HOST": ALL_INTERFACES}
+    refused = BotProcess(env)
+    await refused.start()
+    assert await refused.wait_exit() == 2
+    lines = [line for line in refused.log_text().splitlines() if line and not line.startswith("=====")]
+    assert len(lines) == 1 and lines[0].startswith("configuration error: HTTP_HOST=0.0.0.0 would expose the playground")
+    assert "PLAYGROUND_PUBLIC=1" in lines[0]
+    async with BotProcess({**env, "PLAYGROUND_PUBLIC": "1"}) as public:
+        assert (await _playground_line(public)).startswith(f"Playground: http://0.0.0.0:{port} ")
+        assert await public.terminate() == 0
 
 
 async def _playground_line(bot: BotProcess, timeout: float = 30.0) -> str:

@@ -12,7 +12,8 @@ import av
 import pytest
 from PIL import Image
 
-from bot.errors import InvalidRequest, JobNotResumable, ModerationRejected, ResultTooLarge
+from bot.catalogue import Host
+from bot.errors import ConfigError, InvalidRequest, JobNotResumable, ModerationRejected, ResultTooLarge
 from bot.media.images import prepare_reference
 from bot.media.video import probe
 from bot.providers import demo as demo_module
@@ -98,6 +99,29 @@ async def test_min_seconds_stretches_the_job(tmp_path: Path) -> None:
         assert seen[-1].state is JobState.SUCCEEDED
     finally:
         await provider.aclose()
+
+
+async def test_a_catalogue_model_can_ask_for_slow_demo_jobs(tmp_path: Path) -> None:
+    """``fields = { min_seconds = N }`` on a demo host (MODELS_FILE) stretches that model's jobs only."""
+    hosts = {"slow": Host("demo", "slow", fields={"min_seconds": 3600}), "demo": Host("demo", "demo")}
+    provider = DemoProvider(work_dir=tmp_path, fps=6, hosts=hosts)
+    try:
+        slow = await provider.submit(VideoRequest(prompt="slow", seconds=4, model="slow"))
+        quick = await provider.submit(VideoRequest(prompt="quick", seconds=4, model="demo"))
+        assert (await wait_done(provider, quick))[-1].state is JobState.SUCCEEDED
+        # The slow one rendered alongside, but holds on, its progress following the long clock.
+        status = await provider.status(slow)
+        assert status.state is JobState.RUNNING and (status.progress or 0) < 1, status
+        assert await provider.cancel(slow)
+        assert (await provider.status(slow)).state is JobState.FAILED
+    finally:
+        await provider.aclose()
+
+
+@pytest.mark.parametrize("value", ["soon", -1, True])
+def test_a_wrong_min_seconds_names_the_model(value: object) -> None:
+    with pytest.raises(ConfigError, match="model slow: the demo host's min_seconds"):
+        DemoProvider(hosts={"slow": Host("demo", "slow", fields={"min_seconds": value})})
 
 
 async def test_moderation_test_prompt_fails_like_a_safety_refusal(demo: DemoProvider, tmp_path: Path) -> None:
