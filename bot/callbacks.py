@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from bot.domain import JobStatus
 from bot.jobs.model import Job
+from bot.jobs.store import JobStore
 from bot.providers.base import CallbackSupport, VideoProvider
-from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class CallbackResult:
 
 class Callbacks:
     def __init__(
-        self, repo: Repository, public_base_url: str, providers: Mapping[str, VideoProvider] | None = None
+        self, repo: JobStore, public_base_url: str, providers: Mapping[str, VideoProvider] | None = None
     ) -> None:
         self.repo = repo
         self.public_base_url = public_base_url.rstrip("/")

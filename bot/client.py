@@ -19,6 +19,7 @@ from bot.discord_ui.tree import SoraTree
 from bot.discord_ui.views import CancelButton
 from bot.errors import NotReady
 from bot.jobs.notifier import GuildRouter
+from bot.jobs.store import GuildSettingsStore, Store
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
@@ -26,7 +27,6 @@ from bot.playground import app as playground
 from bot.playground.hub import JobHub
 from bot.playground.members import GUILD_ID as PLAYGROUND_GUILD
 from bot.playground.notifier import PlaygroundNotifier
-from bot.storage.backend import AnyGuildSettings, AnyRepository
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class SoraBot(commands.Bot):
         self.pipeline: Pipeline | None = None
         self.metrics = Metrics()
         self.web: WebServer | None = None
-        self.guild_settings: AnyGuildSettings | None = None
+        self.guild_settings: GuildSettingsStore | None = None
         self.policy_defaults = Defaults(
             cooldown_seconds=settings.cooldown_seconds,
             max_jobs_per_user=settings.max_pending_jobs_per_user,
@@ -70,7 +70,7 @@ class SoraBot(commands.Bot):
             raise NotReady("pipeline not started")
         return self.pipeline
 
-    def require_guild_settings(self) -> AnyGuildSettings:
+    def require_guild_settings(self) -> GuildSettingsStore:
         if self.guild_settings is None:
             raise NotReady("guild settings not loaded")
         return self.guild_settings
@@ -81,7 +81,7 @@ class SoraBot(commands.Bot):
         # when it is not served now: never to Discord. Every other job goes to Discord.
         kept = PlaygroundNotifier(self.playground_hub, playground.videos_dir(self.settings))
 
-        def notifier(repo: AnyRepository, guild_settings: AnyGuildSettings, policy: CreditPolicy) -> GuildRouter:
+        def notifier(repo: Store, guild_settings: GuildSettingsStore, policy: CreditPolicy) -> GuildRouter:
             to_discord = DiscordNotifier(self, self.coalescer, jobs=repo, guild_settings=guild_settings, policy=policy)
             return GuildRouter(to_discord, {PLAYGROUND_GUILD: kept})
 

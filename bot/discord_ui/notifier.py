@@ -6,12 +6,12 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import discord
 
-from bot.credits.ledger import Balance, CreditPolicy
+from bot.credits.ledger import CreditPolicy
 from bot.discord_ui.coalescer import EditCoalescer
 from bot.discord_ui.links import safe_url, shown
 from bot.discord_ui.result_views import result_view
@@ -20,8 +20,8 @@ from bot.discord_ui.views import job_view
 from bot.errors import DeliveryFailed, UploadRefused
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
+from bot.jobs.store import GuildSettingsStore, Store
 from bot.media.video import CannotShrink, shrink_to_fit_async
-from bot.moderation.policy import GuildSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,6 @@ def shareable_link(url: str | None) -> str | None:
     return url
 
 
-class JobReads(Protocol):
-    """What status messages read besides the job itself (either repository)."""
-
-    async def get_job(self, job_id: int) -> Job | None: ...
-    async def balance(self, guild_id: str, user_id: str, allowance: int) -> Balance: ...
-
-
-class ServerSettings(Protocol):
-    async def get(self, guild_id: str) -> GuildSettings: ...
-
-
 class DiscordNotifier:
     """Built once storage is open (bot.pipeline.open_pipeline), with everything it reads."""
 
@@ -65,8 +54,8 @@ class DiscordNotifier:
         client: discord.Client,
         coalescer: EditCoalescer,
         *,
-        jobs: JobReads,
-        guild_settings: ServerSettings,
+        jobs: Store,
+        guild_settings: GuildSettingsStore,
         policy: CreditPolicy,
     ) -> None:
         self.client = client

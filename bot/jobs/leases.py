@@ -13,9 +13,9 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
 from bot.jobs.model import Job, State
+from bot.jobs.store import JobStore
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +43,10 @@ def dead_local_owner(owner: str, me: str) -> bool:
     return False
 
 
-class LeaseStore(Protocol):
-    """The storage calls leases need (both repositories implement them)."""
-
-    async def claim_jobs(
-        self,
-        owner: str,
-        states: Iterable[State],
-        *,
-        lease_seconds: float,
-        job_ids: Iterable[int] | None = None,
-        free_owners: Iterable[str] = (),
-    ) -> list[Job]: ...
-    async def renew_leases(self, owner: str, job_ids: Iterable[int], *, lease_seconds: float) -> set[int]: ...
-    async def release_leases(self, owner: str, job_ids: Iterable[int] | None = None) -> int: ...
-    async def lease_owners(self) -> list[str]: ...
-    async def get_job(self, job_id: int) -> Job | None: ...
-
-
 class Leases:
     """The leases one runner holds, and the owners it knows are dead."""
 
-    def __init__(self, store: LeaseStore, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: JobStore, owner: str, lease_seconds: float) -> None:
         self.store = store
         self.owner = owner
         self.lease_seconds = lease_seconds

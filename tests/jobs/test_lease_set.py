@@ -11,8 +11,8 @@ import pytest
 from bot.credits.ledger import CreditPolicy
 from bot.jobs.leases import Leases
 from bot.jobs.model import Job, State
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 
 
 async def new_job(repo: Repository, user: str) -> Job:

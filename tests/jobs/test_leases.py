@@ -26,8 +26,8 @@ from bot.jobs.model import Job, State
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService, NewJob
 from bot.providers.relay import PATH, RelayProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.fakes.relay import FakeRelay
 from tests.jobs.test_runner import RecordingNotifier
 
