@@ -141,7 +141,8 @@ class Rest:
         r.add_patch(p + "/channels/{cid}/messages/{mid}", self.edit_message)
         r.add_delete(p + "/channels/{cid}/messages/{mid}", self.delete_message)
         r.add_put(p + "/channels/{cid}/messages/{mid}/reactions/{emoji}/@me", self.typing)
-        r.add_get("/attachments/{cid}/{aid}/{filename}", self.cdn)
+        # Any file name, braces included (the default pattern refuses "{" and "}": Discord's CDN does not).
+        r.add_get("/attachments/{cid}/{aid}/{filename:[^/]+}", self.cdn)
 
     # ---- helpers --------------------------------------------------------------------------------
 
