@@ -436,7 +436,7 @@ class Settings:
         url(),
         """The public address of `HTTP_PORT` (e.g. `https://bot.example.com` behind a reverse proxy). When set,
         fal, relay and sora2api jobs are sent a per-job callback URL, so a finished video is noticed
-        at once.""",
+        at once (fal's are signature-checked against `FAL_JWKS_URL`).""",
     )
     """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
     metrics_token: Secret = setting(

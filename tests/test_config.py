@@ -107,6 +107,30 @@ def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
     assert allowed in message, message
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SORA2API_PATH_PREFIX": "api"}, "SORA2API_PATH_PREFIX must start with '/', got 'api'"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT must be a port number between 1 and 65535, got 70000"),
+        (
+            {"PROVIDER_ORDER": "fal,bogus"},
+            f"PROVIDER_ORDER names unknown providers bogus; known: {', '.join(PROVIDERS)}",
+        ),
+        ({"LOG_FORMAT": "XML"}, "LOG_FORMAT must be text or json, got 'xml'"),
+        ({"JOB_TIMEOUT_SECONDS": "59"}, "JOB_TIMEOUT_SECONDS must be a whole number >= 60, got 59"),
+        ({"MAX_RESULT_MB": "0"}, "MAX_RESULT_MB must be a whole number >= 1, got 0"),
+        ({"ALLOWED_GUILD_IDS": "-1"}, "ALLOWED_GUILD_IDS must hold positive server ids, got '-1'"),
+        ({"DISCORD_GUILD_ID": "x"}, "DISCORD_GUILD_ID must be a whole number (>= 1), got 'x'"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": ","}, "SHARD_IDS must be numbers from 0 to 1 (SHARD_COUNT - 1), got ','"),
+        ({"TYPICAL_JOB_SECONDS": "1.5"}, "TYPICAL_JOB_SECONDS must be a whole number (>= 0), got '1.5'"),
+    ],
+)
+def test_error_lines_are_word_for_word_those_operators_know(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert str(caught.value) == message
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
 def test_the_playground_beside_the_bot_may_listen_on_loopback(host: str) -> None:
     assert load_settings({"PLAYGROUND": "1", "HTTP_HOST": host}).playground
