@@ -145,8 +145,8 @@ class Settings:
         "PROVIDER",
         "",
         lower,
-        f"""Force one provider: {", ".join(f"`{p}`" for p in PROVIDERS)}. Unset: every provider whose key is set
-        below is used; with none, the `demo` provider renders locally (no account).""",
+        f"""Force one provider: {", ".join(f"`{p}`" for p in PROVIDERS)}. Unset: every provider whose key is set is
+        used; with none, the `demo` provider renders locally (no account).""",
         unset="every provider whose key is set",
         section="Video providers and models",
     )
