@@ -34,11 +34,11 @@ from typing import Any
 import asyncpg
 
 from bot.credits.ledger import CreditPolicy
-from bot.storage.backend import AnyRepository
-from bot.storage.db import connect
+from bot.jobs.store import Store
 from bot.storage.postgres import PostgresRepository
 from bot.storage.postgres import connect as connect_pg
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.pg.server import PgServer, find_bin_dir, running_server
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ COST = 4
 SHARED_POOL_SIZE = 10  # bot.storage.postgres.connect's default max_size: what the bot runs with
 
 
-async def reserve_many(repo: AnyRepository, user: str, count: int) -> None:
+async def reserve_many(repo: Store, user: str, count: int) -> None:
     for n in range(count):
         await repo.create_job(
             provider="relay",
@@ -63,7 +63,7 @@ async def reserve_many(repo: AnyRepository, user: str, count: int) -> None:
         )
 
 
-async def timed(repos: Sequence[AnyRepository], per_task: int) -> float:
+async def timed(repos: Sequence[Store], per_task: int) -> float:
     """Seconds for every task (one user each) to make ``per_task`` reserves."""
     started = time.perf_counter()
     await asyncio.gather(*(reserve_many(repo, f"user{n}", per_task) for n, repo in enumerate(repos)))

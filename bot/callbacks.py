@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.jobs.model import Job
+from bot.jobs.store import JobStore
 from bot.providers.base import CallbackSupport, JobStatus, VideoProvider
-from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class CallbackResult:
 
 class Callbacks:
     def __init__(
-        self, repo: Repository, public_base_url: str, providers: Mapping[str, VideoProvider] | None = None
+        self, repo: JobStore, public_base_url: str, providers: Mapping[str, VideoProvider] | None = None
     ) -> None:
         self.repo = repo
         self.public_base_url = public_base_url.rstrip("/")

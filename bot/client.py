@@ -18,6 +18,7 @@ from bot.discord_ui.starter import JobStarter
 from bot.discord_ui.views import CancelButton
 from bot.errors import BotError, NotReady
 from bot.jobs.notifier import GuildRouter
+from bot.jobs.store import GuildSettingsStore
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.moderation.policy import Defaults
 from bot.pipeline import Pipeline, open_pipeline
@@ -25,7 +26,6 @@ from bot.playground import app as playground
 from bot.playground.hub import JobHub
 from bot.playground.members import GUILD_ID as PLAYGROUND_GUILD
 from bot.playground.notifier import PlaygroundNotifier
-from bot.storage.backend import AnyGuildSettings
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SoraBot(commands.Bot):
         self.pipeline: Pipeline | None = None
         self.metrics = Metrics()
         self.web: WebServer | None = None
-        self.guild_settings: AnyGuildSettings | None = None
+        self.guild_settings: GuildSettingsStore | None = None
         self.policy_defaults = Defaults(
             cooldown_seconds=settings.cooldown_seconds,
             max_jobs_per_user=settings.max_pending_jobs_per_user,
@@ -68,7 +68,7 @@ class SoraBot(commands.Bot):
             raise NotReady("pipeline not started")
         return self.pipeline
 
-    def require_guild_settings(self) -> AnyGuildSettings:
+    def require_guild_settings(self) -> GuildSettingsStore:
         if self.guild_settings is None:
             raise NotReady("guild settings not loaded")
         return self.guild_settings

@@ -15,15 +15,16 @@ from bot.credits.ledger import CreditPolicy, SpendingCaps
 from bot.jobs.notifier import Notifier
 from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService
+from bot.jobs.store import GuildSettingsStore, Store
 from bot.metrics import Metrics
 from bot.providers.base import VideoProvider
 from bot.providers.registry import build_providers
-from bot.storage.backend import AnyGuildSettings, AnyRepository, open_storage
+from bot.storage.backend import open_storage
 
 
 @dataclass
 class Pipeline:
-    repo: AnyRepository
+    repo: Store
     providers: dict[str, VideoProvider]
     """Every configured provider by name, most preferred first."""
     router: Router
@@ -31,7 +32,7 @@ class Pipeline:
     service: JobService
     metrics: Metrics
     callbacks: Callbacks
-    guild_settings: AnyGuildSettings
+    guild_settings: GuildSettingsStore
 
     @property
     def catalogue(self) -> Catalogue:

@@ -5,6 +5,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+# The throwaway PostgreSQL server, for every test that asks for it (tests/pg, tests/storage, tests/faults).
+from tests.pg.fixtures import pg_dsn, pg_server
+
+__all__ = ["pg_dsn", "pg_server"]
+
 
 @pytest.fixture
 async def http_session() -> AsyncIterator[aiohttp.ClientSession]:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import discord
@@ -19,10 +19,8 @@ from bot.discord_ui.views import job_view
 from bot.errors import DeliveryFailed, UploadRefused
 from bot.jobs.model import Job, State
 from bot.jobs.notifier import Delivery
+from bot.jobs.store import GuildSettingsStore
 from bot.media.video import CannotShrink, shrink_to_fit_async
-
-if TYPE_CHECKING:
-    from bot.storage.guilds import GuildSettingsRepository
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ class DiscordNotifier:
         self.client = client
         self.coalescer = coalescer
         self._last_render: dict[int, tuple[object, ...]] = {}
-        self.guild_settings: GuildSettingsRepository | None = None
+        self.guild_settings: GuildSettingsStore | None = None
         """Set by the bot once storage is open: where each server wants its audit log."""
 
     # --- status message -------------------------------------------------------------------------

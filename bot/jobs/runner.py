@@ -47,9 +47,9 @@ from bot.jobs.notifier import Notifier
 from bot.jobs.poll_planner import DEFAULT_SPREAD, Lognormal
 from bot.jobs.polling import DEFAULT_POLL_COST, AdaptivePoller, request_cost
 from bot.jobs.retry import DATABASE_BACKOFF, DISK_BACKOFF, disk_full, until_database_answers
+from bot.jobs.store import Store
 from bot.media.video import check_result_async
 from bot.providers.base import JobState, JobStatus, PushesUpdates, ReferenceImage, VideoProvider, VideoRequest
-from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class JobEvents(Protocol):
 class JobRunner:
     def __init__(
         self,
-        repo: Repository,
+        repo: Store,
         providers: Mapping[str, VideoProvider],
         notifier: Notifier,
         *,

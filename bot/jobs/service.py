@@ -13,10 +13,10 @@ from bot.catalogue import Router
 from bot.credits.ledger import Balance, CreditPolicy, SpendingCaps
 from bot.jobs.model import Job
 from bot.jobs.runner import JobRunner
+from bot.jobs.store import Store
 from bot.media.gate import ImageGate
 from bot.media.images import prepare_reference
 from bot.providers.base import ReferenceImage, VideoProvider, VideoRequest
-from bot.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class NewJob:
 class JobService:
     def __init__(
         self,
-        repo: Repository,
+        repo: Store,
         providers: Mapping[str, VideoProvider],
         router: Router,
         runner: JobRunner,
@@ -103,7 +103,7 @@ class JobService:
         """Validate, reserve credits and store the job atomically, then wake the runner.
 
         ``allowance`` overrides the daily allowance (a server's setting); ``admission`` is the server's
-        per-user limit check, run in the reserving transaction (see Repository.create_job).
+        per-user limit check, run in the reserving transaction (see Store.create_job).
         Raises InvalidRequest, InsufficientCredits or the admission's refusal with nothing stored and
         nothing charged.
         """

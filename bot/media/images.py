@@ -192,10 +192,11 @@ def _open_checked(data: bytes, max_pixels: int, *, target: tuple[int, int, FitMo
             raise MediaError(_NOT_AN_IMAGE, f"empty image {image.size}")
         if image.width * image.height > max_pixels:
             raise _too_many_pixels(f"{image.width}x{image.height} > {max_pixels} pixels", max_pixels)
-        if fmt != "JPEG" and getattr(image, "n_frames", 1) > 1:
+        frames = int(getattr(image, "n_frames", 1))
+        if fmt != "JPEG" and frames > 1:
             raise MediaError(
                 "Animated images cannot be used as a reference; please send a still PNG, JPEG or WebP.",
-                f"animated {fmt} with {image.n_frames} frames",
+                f"animated {fmt} with {frames} frames",
             )
         if target is not None and fmt == "JPEG":
             image.draft(None, _needed_size(image, target))

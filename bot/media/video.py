@@ -536,7 +536,7 @@ def _text_layer(prompt: str, width: int, height: int) -> Image.Image:
     lines = textwrap.wrap(" ".join(prompt.split()), columns) or [" "]
     if len(lines) > 8:  # a long prompt: show its start, and say there is more
         lines = [*lines[:7], lines[7] + " …"]
-    line_height = int(font.size * 1.3)
+    line_height = int(getattr(font, "size", 11) * 1.3)  # the bitmap fallback font has no size: ~11 px
     panel_h = line_height * len(lines) + line_height
     layer = Image.new("RGBA", (width, panel_h), (0, 0, 0, 0))
     draw = ImageDraw.Draw(layer)

@@ -1,6 +1,6 @@
 """Per-server rules for who may start a video, where, and with what prompt. Pure: no I/O.
 
-The settings live in SQLite (``bot/storage/guilds.py``) and are changed with ``/sora-admin``; this
+The settings live in the database (``bot/storage/guilds.py``) and are changed with ``/sora-admin``; this
 module only decides. Every refusal is a :class:`PolicyRefusal` carrying one polite sentence, raised
 before anything is charged, uploaded or sent to a provider.
 

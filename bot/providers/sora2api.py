@@ -67,7 +67,7 @@ def envelope_code(body: Any) -> int | None:
     if not isinstance(body, dict):
         return None
     code = body.get("code")
-    if isinstance(code, bool):
+    if code is None or isinstance(code, bool):
         return None
     try:
         value = int(code)  # some gateways send "402" as a string

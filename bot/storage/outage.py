@@ -1,7 +1,7 @@
 """Which storage errors mean "the database is not answering" rather than "this request is wrong".
 
-Both backends raise :class:`bot.errors.DatabaseUnavailable` for the first kind (their repository classes
-are wrapped with :func:`raises_database_unavailable`), so callers tell an outage from a real error
+Both backends raise :class:`bot.errors.DatabaseUnavailable` for the first kind (the storage classes are
+wrapped with :func:`raises_database_unavailable`, which asks their driver), so callers tell an outage from a real error
 without knowing the driver: a job's step waits for the database (bot/jobs/retry.py), a command is
 refused with "try again in a moment". Everything else (a constraint violated, a LeaseLost, a bug)
 passes through unchanged.
@@ -13,15 +13,12 @@ import functools
 import inspect
 import sqlite3
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
 from bot.errors import DatabaseUnavailable
-
-T = TypeVar("T")
-
-Classifier = Callable[[BaseException], bool]
+from bot.storage.driver import Driver
 
 # Server-side answers that say the server (not the statement) is the problem: shutting down, restarting,
 # out of connection slots, or a standby during a failover that refuses writes until it is promoted.
@@ -65,28 +62,31 @@ def sqlite_outage(exc: BaseException) -> bool:
     return False
 
 
-def raises_database_unavailable(classify: Classifier) -> Callable[[type[T]], type[T]]:
-    """Class decorator: every public coroutine method re-raises the errors ``classify`` accepts as
-    DatabaseUnavailable (the driver's error stays attached as ``__cause__`` for the log)."""
-
-    def decorate(cls: type[T]) -> type[T]:
-        for name, member in list(vars(cls).items()):
-            if not name.startswith("_") and inspect.iscoroutinefunction(member):
-                setattr(cls, name, _translating(member, classify))
-        return cls
-
-    return decorate
+class HasDriver(Protocol):
+    driver: Driver
 
 
-def _translating(method: Callable[..., Any], classify: Classifier) -> Callable[..., Any]:
+H = TypeVar("H", bound=HasDriver)
+
+
+def raises_database_unavailable(cls: type[H]) -> type[H]:
+    """Class decorator: every public coroutine method re-raises the errors its driver classifies as an
+    outage as DatabaseUnavailable (the driver's error stays attached as ``__cause__`` for the log)."""
+    for name, member in list(vars(cls).items()):
+        if not name.startswith("_") and inspect.iscoroutinefunction(member):
+            setattr(cls, name, _translating(member))
+    return cls
+
+
+def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
-    async def call(*args: Any, **kwargs: Any) -> Any:
+    async def call(self: HasDriver, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await method(*args, **kwargs)
+            return await method(self, *args, **kwargs)
         except DatabaseUnavailable:
             raise
         except Exception as exc:
-            if classify(exc):
+            if self.driver.is_outage(exc):
                 # Driver texts name host and port at most, never the DSN's password.
                 raise DatabaseUnavailable(f"{method.__qualname__}: {type(exc).__name__}: {exc}") from exc
             raise

@@ -20,11 +20,8 @@ from collections import Counter
 import pytest
 
 from tests.e2e.world import world
-from tests.pg.conftest import pg_dsn, pg_server
 from tests.pg.outage import TerminatedConnections, bot_role, fetch, unretrieved, until
 from tests.pg.server import PgServer
-
-__all__ = ["pg_dsn", "pg_server"]  # the PostgreSQL fixtures, shared
 
 TRIALS = int(os.environ.get("DB_OUTAGE_TRIALS", "4"))
 SEED = int(os.environ.get("FAULT_SEED", str(random.SystemRandom().randrange(1_000_000))))

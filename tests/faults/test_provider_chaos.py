@@ -25,8 +25,8 @@ from bot.jobs.runner import JobRunner
 from bot.jobs.service import JobService, NewJob
 from bot.providers.base import VideoRequest
 from bot.providers.relay import RelayProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.fakes.videos import tiny_mp4
 from tests.faults import SUBMIT_PATH, ChaosRelay
 

@@ -19,8 +19,8 @@ from bot.jobs.service import JobService, NewJob
 from bot.providers.base import VideoProvider, VideoRequest
 from bot.providers.relay import PATH, RelayProvider
 from bot.providers.segmind import SegmindProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.fakes.relay import FakeRelay
 from tests.fakes.segmind import FakeSegmind
 from tests.jobs.test_runner import RecordingNotifier

@@ -25,8 +25,8 @@ from bot.jobs.runner import JobRunner, dead_local_owner, runner_id
 from bot.jobs.service import JobService, NewJob
 from bot.providers.base import VideoRequest
 from bot.providers.relay import PATH, RelayProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.fakes.relay import FakeRelay
 from tests.jobs.test_runner import RecordingNotifier
 

@@ -13,7 +13,7 @@ import aiosqlite
 import pytest
 
 from bot.jobs.model import State
-from bot.storage import repository as sqlite_repository
+from bot.storage.sqlite import driver as sqlite_driver
 from tests.fakes.relay import FakeRelay
 from tests.jobs.test_runner import COST, KEY, RigFactory, eventually, relay, relay_provider, rigs
 
@@ -35,7 +35,7 @@ async def test_a_file_locked_past_the_busy_timeout_is_waited_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Give up on the lock in 0.1 s instead of 10 s, so the outage is short.
-    monkeypatch.setattr(sqlite_repository, "BUSY_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(sqlite_driver, "BUSY_RETRY_SECONDS", 0.1)
     rig = await rigs(relay_provider(http_session, slow_relay))
     await rig.repo.db.execute("PRAGMA busy_timeout=50")
     queued = await rig.submit()

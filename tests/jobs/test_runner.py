@@ -30,8 +30,8 @@ from bot.providers.demo import DemoProvider
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import PATH, RelayProvider
 from bot.providers.segmind import SegmindProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from tests.fakes.openai_videos import FakeOpenAIVideos
 from tests.fakes.relay import FakeRelay
 from tests.fakes.segmind import FakeSegmind

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg.conftest import require_binaries
+from tests.pg.fixtures import require_binaries
 
 
 def test_missing_binaries_fail_under_ci() -> None:

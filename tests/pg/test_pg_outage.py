@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from tests.e2e.world import world
-from tests.pg.conftest import require_binaries
+from tests.pg.fixtures import require_binaries
 from tests.pg.outage import (
     StoppedServer,
     TerminatedConnections,

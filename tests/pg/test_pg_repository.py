@@ -15,11 +15,10 @@ from bot.config import Settings
 from bot.errors import InsufficientCredits
 from bot.jobs.model import State
 from bot.moderation.policy import BlockedTerm, GuildSettings, MatchMode
-from bot.storage import db as sqlite_db
 from bot.storage.backend import open_storage
-from bot.storage.guilds import GuildSettingsRepository
 from bot.storage.postgres import PostgresGuildSettings, PostgresRepository, connect, migrate, migration_files
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite import db as sqlite_db
 from tests.storage.test_repository import NOW, create
 
 ALLOWANCE, COST, ATTEMPTS = 40, 3, 50

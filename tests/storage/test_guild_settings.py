@@ -1,29 +1,23 @@
-"""Per-server settings in SQLite: round trips, defaults, and that writes share the ledger's lock."""
+"""Per-server settings on both backends: round trips, defaults, and that writes do not land inside a
+ledger transaction."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bot.errors import InvalidRequest
+from bot.jobs.store import Store
 from bot.moderation.policy import MAX_BLOCKED_TERMS, BlockedTerm, GuildSettings, MatchMode
-from bot.storage.db import connect
-from bot.storage.guilds import GuildSettingsRepository
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite.db import connect
+from tests.storage.conftest import guild_settings
 
 
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
-
-
-async def test_a_new_server_has_every_default(repo: Repository) -> None:
-    assert await GuildSettingsRepository(repo).get("g1") == GuildSettings("g1")
+async def test_a_new_server_has_every_default(repo: Store) -> None:
+    assert await guild_settings(repo).get("g1") == GuildSettings("g1")
 
 
 async def test_round_trip_survives_reopening(tmp_path: Path) -> None:
@@ -67,23 +61,23 @@ async def test_round_trip_survives_reopening(tmp_path: Path) -> None:
         await repo.close()
 
 
-async def test_update_changes_only_what_it_names_and_none_means_default(repo: Repository) -> None:
-    store = GuildSettingsRepository(repo)
+async def test_update_changes_only_what_it_names_and_none_means_default(repo: Store) -> None:
+    store = guild_settings(repo)
     await store.update("g1", actor_id="a", cooldown_seconds=5, daily_allowance=10)
     await store.update("g1", actor_id="b", cooldown_seconds=None)
     got = await store.get("g1")
     assert got.cooldown_seconds is None and got.daily_allowance == 10
 
 
-async def test_unknown_fields_are_refused(repo: Repository) -> None:
+async def test_unknown_fields_are_refused(repo: Store) -> None:
     with pytest.raises(ValueError, match="updated_by"):
-        await GuildSettingsRepository(repo).update("g1", actor_id="a", updated_by="someone else")
+        await guild_settings(repo).update("g1", actor_id="a", updated_by="someone else")
     with pytest.raises(ValueError, match="nothing"):
-        await GuildSettingsRepository(repo).update("g1", actor_id="a")
+        await guild_settings(repo).update("g1", actor_id="a")
 
 
-async def test_removing(repo: Repository) -> None:
-    store = GuildSettingsRepository(repo)
+async def test_removing(repo: Store) -> None:
+    store = guild_settings(repo)
     await store.add_channel("g1", "100", actor_id="a")
     await store.add_blocked_term("g1", "cat", MatchMode.WORD, actor_id="a")
     assert await store.remove_channel("g1", "100")
@@ -93,16 +87,16 @@ async def test_removing(repo: Repository) -> None:
     assert await store.get("g1") == GuildSettings("g1")
 
 
-async def test_re_adding_a_term_changes_its_mode(repo: Repository) -> None:
-    store = GuildSettingsRepository(repo)
+async def test_re_adding_a_term_changes_its_mode(repo: Store) -> None:
+    store = guild_settings(repo)
     assert await store.add_blocked_term("g1", "cat", MatchMode.WORD, actor_id="a")
     assert not await store.add_blocked_term("g1", "cat", MatchMode.WORD, actor_id="a")
     assert await store.add_blocked_term("g1", "cat", MatchMode.SUBSTRING, actor_id="a")
     assert (await store.get("g1")).blocked_terms == (BlockedTerm("cat", MatchMode.SUBSTRING),)
 
 
-async def test_the_number_of_terms_is_capped(repo: Repository) -> None:
-    store = GuildSettingsRepository(repo)
+async def test_the_number_of_terms_is_capped(repo: Store) -> None:
+    store = guild_settings(repo)
     for i in range(MAX_BLOCKED_TERMS):
         await store.add_blocked_term("g1", f"t{i}", MatchMode.WORD, actor_id="a")
     with pytest.raises(InvalidRequest, match="remove some"):
@@ -111,9 +105,9 @@ async def test_the_number_of_terms_is_capped(repo: Repository) -> None:
     assert await store.add_blocked_term("g1", "t0", MatchMode.SUBSTRING, actor_id="a")
 
 
-async def test_settings_writes_interleave_safely_with_ledger_transactions(repo: Repository) -> None:
+async def test_settings_writes_interleave_safely_with_ledger_transactions(repo: Store) -> None:
     """One connection: a settings write must wait for a ledger transaction instead of landing in it."""
-    store = GuildSettingsRepository(repo)
+    store = guild_settings(repo)
 
     async def settings_writes() -> None:
         for i in range(30):

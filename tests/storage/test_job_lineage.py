@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.jobs.store import Store
 
 
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
-
-
-async def make(repo: Repository, user: str, guild: str, **extra: object) -> int:
+async def make(repo: Store, user: str, guild: str, **extra: object) -> int:
     job = await repo.create_job(
         provider="relay",
         user_id=user,
@@ -32,7 +19,7 @@ async def make(repo: Repository, user: str, guild: str, **extra: object) -> int:
     return job.id
 
 
-async def test_lineage_and_privacy_round_trip(repo: Repository) -> None:
+async def test_lineage_and_privacy_round_trip(repo: Store) -> None:
     source = await make(repo, "u1", "g1")
     child = await make(
         repo, "u1", "g1", kind="remix", source_job_id=source, source_provider_job_id="vid_1", private=True
@@ -44,7 +31,7 @@ async def test_lineage_and_privacy_round_trip(repo: Repository) -> None:
     assert plain is not None and (plain.kind, plain.private, plain.source_job_id) == ("new", False, None)
 
 
-async def test_paging_queries_count_and_order(repo: Repository) -> None:
+async def test_paging_queries_count_and_order(repo: Store) -> None:
     ids = [await make(repo, "u1" if i % 2 else "u2", "g1") for i in range(25)]
     await make(repo, "u1", "other-guild")
     assert await repo.count_jobs("u1") == 13 and await repo.count_guild_jobs("g1") == 25
@@ -52,7 +39,7 @@ async def test_paging_queries_count_and_order(repo: Repository) -> None:
     assert [j.id for j in page2] == sorted(ids, reverse=True)[10:20]
 
 
-async def test_mark_result_deleted_once(repo: Repository) -> None:
+async def test_mark_result_deleted_once(repo: Store) -> None:
     job_id = await make(repo, "u1", "g1")
     assert await repo.mark_result_deleted(job_id, now=123.0) is True
     assert await repo.mark_result_deleted(job_id, now=456.0) is False

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,22 +11,14 @@ import pytest
 from bot.credits.ledger import CreditPolicy
 from bot.errors import InsufficientCredits
 from bot.jobs.model import State
+from bot.jobs.store import Store
 from bot.moderation.policy import CoolingDown, Limits, TooManyJobs, check_activity
-from bot.storage.db import connect
-from bot.storage.repository import Repository
 
 NOW = dt.datetime(2026, 3, 14, 22, 30, tzinfo=dt.UTC).timestamp()
 POLICY = CreditPolicy(daily_credits=10)
 
 
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
-
-
-async def create(repo: Repository, cost: int, *, now: float = NOW, **kw: Any) -> Any:
+async def create(repo: Store, cost: int, *, now: float = NOW, **kw: Any) -> Any:
     return await repo.create_job(
         provider="demo",
         user_id=kw.pop("user", "u1"),
@@ -44,12 +34,12 @@ async def create(repo: Repository, cost: int, *, now: float = NOW, **kw: Any) ->
     )
 
 
-async def rows(repo: Repository, sql: str) -> list[tuple[Any, ...]]:
+async def rows(repo: Store, sql: str) -> list[tuple[Any, ...]]:
     async with repo.db.execute(sql) as cur:
         return [tuple(r) for r in await cur.fetchall()]
 
 
-async def test_set_extra_writes_the_difference_with_the_actor(repo: Repository) -> None:
+async def test_set_extra_writes_the_difference_with_the_actor(repo: Store) -> None:
     await repo.grant("g1", "u1", 7, actor_id="admin1", now=NOW)
     assert await repo.set_extra("g1", "u1", 20, actor_id="admin2", note="event prize", now=NOW) == 13
     assert (await repo.balance("g1", "u1", 10, now=NOW)).extra == 20
@@ -65,7 +55,7 @@ async def test_set_extra_writes_the_difference_with_the_actor(repo: Repository) 
     ]
 
 
-async def test_set_extra_accounts_for_spent_extra(repo: Repository) -> None:
+async def test_set_extra_accounts_for_spent_extra(repo: Store) -> None:
     await repo.grant("g1", "u1", 10, actor_id="a", now=NOW)
     job = await create(repo, 14)  # 10 daily + 4 extra
     await repo.finish_job(job.moved(State.FAILED, NOW), "capture")
@@ -74,7 +64,7 @@ async def test_set_extra_accounts_for_spent_extra(repo: Repository) -> None:
     assert (await repo.balance("g1", "u1", 10, now=NOW)).extra == 10
 
 
-async def test_reset_day_restores_todays_allowance_with_the_actor(repo: Repository) -> None:
+async def test_reset_day_restores_todays_allowance_with_the_actor(repo: Store) -> None:
     job = await create(repo, 8)
     await repo.settle(job.id, "capture", now=NOW)
     assert (await repo.balance("g1", "u1", 10, now=NOW)).daily_left == 2
@@ -87,7 +77,7 @@ async def test_reset_day_restores_todays_allowance_with_the_actor(repo: Reposito
     assert got == [("grant", "daily", 8, "2026-03-14", "mod", "sorry")]
 
 
-async def test_reset_day_leaves_open_reserves_alone(repo: Repository) -> None:
+async def test_reset_day_leaves_open_reserves_alone(repo: Store) -> None:
     """A job still running when the day is reset: its refund must not lift the day above the allowance."""
     done = await create(repo, 4)
     await repo.settle(done.id, "capture", now=NOW)
@@ -98,7 +88,7 @@ async def test_reset_day_leaves_open_reserves_alone(repo: Repository) -> None:
     assert (await repo.balance("g1", "u1", 10, now=NOW)).daily_left == 10
 
 
-async def test_reset_day_only_touches_today(repo: Repository) -> None:
+async def test_reset_day_only_touches_today(repo: Store) -> None:
     yesterday = NOW - 86400
     job = await create(repo, 8, now=yesterday)
     await repo.settle(job.id, "capture", now=yesterday)
@@ -108,14 +98,14 @@ async def test_reset_day_only_touches_today(repo: Repository) -> None:
     assert (await repo.balance("g1", "u1", 10, now=tomorrow)).daily_left == 10
 
 
-async def test_a_days_reset_does_not_carry_over(repo: Repository) -> None:
+async def test_a_days_reset_does_not_carry_over(repo: Store) -> None:
     job = await create(repo, 10)
     await repo.settle(job.id, "capture", now=NOW)
     await repo.reset_day("g1", "u1", actor_id="mod", now=NOW)
     assert (await repo.balance("g1", "u1", 10, now=NOW + 86400)).daily_left == 10
 
 
-async def test_allowance_zero_is_an_override_not_the_default(repo: Repository) -> None:
+async def test_allowance_zero_is_an_override_not_the_default(repo: Store) -> None:
     with pytest.raises(InsufficientCredits):
         await create(repo, 4, allowance=0)
     await repo.grant("g1", "u1", 4, actor_id="a", now=NOW)
@@ -124,7 +114,7 @@ async def test_allowance_zero_is_an_override_not_the_default(repo: Repository) -
     assert await rows(repo, "SELECT pool FROM ledger") == [("extra",), ("extra",)]  # the grant, the reserve
 
 
-async def test_user_activity_counts_unfinished_jobs_in_one_server(repo: Repository) -> None:
+async def test_user_activity_counts_unfinished_jobs_in_one_server(repo: Store) -> None:
     assert await repo.user_activity("g1", "u1") == (0, None)
     first = await create(repo, 1, now=NOW - 10)
     await create(repo, 1, now=NOW)
@@ -135,7 +125,7 @@ async def test_user_activity_counts_unfinished_jobs_in_one_server(repo: Reposito
     assert await repo.user_activity("g2", "u1") == (0, None)
 
 
-async def test_admission_runs_inside_the_reserving_transaction(repo: Repository) -> None:
+async def test_admission_runs_inside_the_reserving_transaction(repo: Store) -> None:
     limits = Limits(cooldown_seconds=0, max_jobs_per_user=1, pro_allowed=True, daily_allowance=10)
 
     def admission(unfinished: int, last: float | None) -> None:
@@ -148,7 +138,7 @@ async def test_admission_runs_inside_the_reserving_transaction(repo: Repository)
     assert await rows(repo, "SELECT COUNT(*) FROM ledger") == [(1,)]
 
 
-async def test_concurrent_requests_cannot_both_slip_under_the_limit(repo: Repository) -> None:
+async def test_concurrent_requests_cannot_both_slip_under_the_limit(repo: Store) -> None:
     limits = Limits(cooldown_seconds=30, max_jobs_per_user=5, pro_allowed=True, daily_allowance=10)
 
     def admission(unfinished: int, last: float | None) -> None:

@@ -7,13 +7,10 @@ these insert the duplicate rows by SQL. tests/pg/test_pg_ledger_index.py does th
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
 from tests.storage.test_repository import NOW, count, create
 
 INSERT = (
@@ -23,10 +20,9 @@ INSERT = (
 
 
 @pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
+def repo(sqlite_repo: Repository) -> Repository:
+    """SQLite alone: these write by SQL in SQLite's dialect (tests/pg/test_pg_ledger_index.py on PostgreSQL)."""
+    return sqlite_repo
 
 
 async def duplicate(repo: Repository, kind: str, pool: str, amount: int, job_id: int | None) -> None:

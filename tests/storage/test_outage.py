@@ -11,11 +11,10 @@ import pytest
 
 from bot.errors import DatabaseUnavailable, LeaseLost
 from bot.jobs.model import State
-from bot.storage import repository as sqlite_repository
-from bot.storage.db import connect
-from bot.storage.guilds import GuildSettingsRepository
 from bot.storage.outage import postgres_outage, sqlite_outage
-from bot.storage.repository import Repository
+from bot.storage.sqlite import GuildSettingsRepository, Repository
+from bot.storage.sqlite import driver as sqlite_driver
+from bot.storage.sqlite.db import connect
 
 
 @pytest.mark.parametrize(
@@ -69,7 +68,7 @@ def test_sqlite_errors_about_the_file_are_outages() -> None:
 async def test_a_locked_sqlite_file_raises_database_unavailable_from_both_repositories(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_repository, "BUSY_RETRY_SECONDS", 0.05)
+    monkeypatch.setattr(sqlite_driver, "BUSY_RETRY_SECONDS", 0.05)
     repo = Repository(await connect(tmp_path / "bot.db"))
     other = await aiosqlite.connect(tmp_path / "bot.db", isolation_level=None)
     try:

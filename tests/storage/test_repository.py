@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,22 +15,16 @@ from hypothesis import strategies as st
 from bot.credits.ledger import CreditPolicy
 from bot.errors import InsufficientCredits
 from bot.jobs.model import State
-from bot.storage.db import connect, migrate, migration_files
-from bot.storage.repository import Repository
+from bot.jobs.store import Store
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect, migrate, migration_files
 
 # 2026-03-14 22:30:00 UTC, 1 h 30 min before the daily reset: every test pins the clock to it.
 NOW = dt.datetime(2026, 3, 14, 22, 30, tzinfo=dt.UTC).timestamp()
 POLICY = CreditPolicy(daily_credits=10)
 
 
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
-
-
-async def create(repo: Repository, cost: int, *, user: str = "u1", allowance: int | None = None, **kw: object):  # type: ignore[no-untyped-def]
+async def create(repo: Store, cost: int, *, user: str = "u1", allowance: int | None = None, **kw: object):  # type: ignore[no-untyped-def]
     return await repo.create_job(
         provider="demo",
         user_id=user,
@@ -48,14 +41,14 @@ async def create(repo: Repository, cost: int, *, user: str = "u1", allowance: in
     )
 
 
-async def count(repo: Repository, table: str) -> int:
+async def count(repo: Store, table: str) -> int:
     async with repo.db.execute(f"SELECT COUNT(*) FROM {table}") as cur:  # noqa: S608 - test constant
         row = await cur.fetchone()
     assert row is not None
     return int(row[0])
 
 
-async def total(repo: Repository, *, user: str = "u1", allowance: int = 10) -> int:
+async def total(repo: Store, *, user: str = "u1", allowance: int = 10) -> int:
     return (await repo.balance("g1", user, allowance, now=NOW)).total
 
 
@@ -88,7 +81,7 @@ async def test_migrations_apply_once_and_are_idempotent(tmp_path: Path) -> None:
 # --- jobs -------------------------------------------------------------------------------------
 
 
-async def test_created_job_is_queued_and_round_trips(repo: Repository) -> None:
+async def test_created_job_is_queued_and_round_trips(repo: Store) -> None:
     job = await create(repo, 0, extra={"status_message_id": "m1", "image_url": "https://x/y.png"})
     assert job.state is State.QUEUED
     assert job.status_message_id == "m1" and job.image_url == "https://x/y.png"
@@ -103,7 +96,7 @@ async def test_created_job_is_queued_and_round_trips(repo: Repository) -> None:
     assert (await repo.get_job(job.id)).status_message_id == "m2"  # type: ignore[union-attr]
 
 
-async def test_unknown_or_state_fields_are_refused(repo: Repository) -> None:
+async def test_unknown_or_state_fields_are_refused(repo: Store) -> None:
     with pytest.raises(ValueError, match="unknown job fields"):
         await create(repo, 0, extra={"nonsense": 1})
     job = await create(repo, 0)
@@ -112,7 +105,7 @@ async def test_unknown_or_state_fields_are_refused(repo: Repository) -> None:
     assert await count(repo, "jobs") == 1
 
 
-async def test_recent_durations_are_the_models_successes_newest_first(repo: Repository) -> None:
+async def test_recent_durations_are_the_models_successes_newest_first(repo: Store) -> None:
     """What the poll planner learns from: kept in the database, so a restart keeps it."""
 
     async def finished(took: float, *, provider: str = "demo", model: str = "sora-2", ok: bool = True) -> None:
@@ -142,7 +135,7 @@ async def test_recent_durations_are_the_models_successes_newest_first(repo: Repo
 # --- credits ----------------------------------------------------------------------------------
 
 
-async def test_create_job_reserves_from_daily_then_extra(repo: Repository) -> None:
+async def test_create_job_reserves_from_daily_then_extra(repo: Store) -> None:
     first = await create(repo, 4)
     assert await repo.settlements(first.id) == {"reserve": 4}
     assert await total(repo) == 6
@@ -159,7 +152,7 @@ async def test_create_job_reserves_from_daily_then_extra(repo: Repository) -> No
     assert (await repo.balance("g2", "u1", 10, now=NOW)).total == 10
 
 
-async def test_explicit_allowance_overrides_the_policy(repo: Repository) -> None:
+async def test_explicit_allowance_overrides_the_policy(repo: Store) -> None:
     await create(repo, 15, allowance=20)
     assert (await repo.balance("g1", "u1", 20, now=NOW)).total == 5
     # An allowance of 0 (a server that gives no daily credits) means 0, not "the policy's default".
@@ -167,7 +160,7 @@ async def test_explicit_allowance_overrides_the_policy(repo: Repository) -> None
         await create(repo, 1, user="u2", allowance=0)
 
 
-async def test_insufficient_credits_writes_nothing_and_explains(repo: Repository) -> None:
+async def test_insufficient_credits_writes_nothing_and_explains(repo: Store) -> None:
     await create(repo, 7)
     jobs_before, ledger_before = await count(repo, "jobs"), await count(repo, "ledger")
     with pytest.raises(InsufficientCredits) as caught:
@@ -181,14 +174,14 @@ async def test_insufficient_credits_writes_nothing_and_explains(repo: Repository
     assert await total(repo) == 0
 
 
-async def test_daily_pool_resets_the_next_utc_day(repo: Repository) -> None:
+async def test_daily_pool_resets_the_next_utc_day(repo: Store) -> None:
     await create(repo, 10)
     assert await total(repo) == 0
     tomorrow = NOW + 2 * 3600
     assert (await repo.balance("g1", "u1", 10, now=tomorrow)).total == 10
 
 
-async def test_settle_capture_exactly_once(repo: Repository) -> None:
+async def test_settle_capture_exactly_once(repo: Store) -> None:
     await repo.grant("g1", "u1", 5, actor_id="admin", now=NOW)
     job = await create(repo, 12)  # 10 daily + 2 extra: two reserve rows
     assert await repo.settle(job.id, "capture", now=NOW) is True
@@ -200,7 +193,7 @@ async def test_settle_capture_exactly_once(repo: Repository) -> None:
     assert await total(repo) == 3
 
 
-async def test_settle_refund_exactly_once_restores_the_balance(repo: Repository) -> None:
+async def test_settle_refund_exactly_once_restores_the_balance(repo: Store) -> None:
     await repo.grant("g1", "u1", 5, actor_id="admin", now=NOW)
     job = await create(repo, 12)
     assert await total(repo) == 3
@@ -215,16 +208,17 @@ async def test_settle_refund_exactly_once_restores_the_balance(repo: Repository)
     assert (balance.daily_left, balance.extra) == (10, 5)  # each part went back to its own pool
 
 
-async def test_settle_of_a_free_job_or_bad_kind(repo: Repository) -> None:
+async def test_settle_of_a_free_job_or_bad_kind(repo: Store) -> None:
     job = await create(repo, 0)
     assert await repo.settle(job.id, "capture", now=NOW) is False
     with pytest.raises(ValueError):
         await repo.settle(job.id, "steal", now=NOW)
 
 
-async def test_cancelled_begin_leaves_no_open_transaction(repo: Repository) -> None:
+async def test_cancelled_begin_leaves_no_open_transaction(sqlite_repo: Repository) -> None:
     """A task cancelled while its BEGIN IMMEDIATE is in flight must not leave the shared connection
     inside a transaction (every later write would then fail or never commit)."""
+    repo = sqlite_repo
     job = await create(repo, 4)
     task = asyncio.create_task(repo.settle(job.id, "capture", now=NOW))
     await asyncio.sleep(0)  # the task is now waiting on its BEGIN
@@ -253,13 +247,13 @@ async def _race(repos: list[Repository]) -> list[bool]:
     return await asyncio.gather(*(attempt(n) for n in range(ATTEMPTS)))
 
 
-async def _check_no_overspend(repo: Repository, outcomes: list[bool]) -> None:
+async def _check_no_overspend(repo: Store, outcomes: list[bool]) -> None:
     assert sum(outcomes) == ALLOWANCE // COST
     assert await count(repo, "jobs") == ALLOWANCE // COST
     assert (await repo.balance("g1", "u1", ALLOWANCE, now=NOW)).total == ALLOWANCE % COST
 
 
-async def test_concurrent_reservations_on_one_repository_never_overspend(repo: Repository) -> None:
+async def test_concurrent_reservations_on_one_repository_never_overspend(repo: Store) -> None:
     outcomes = await _race([repo])
     await _check_no_overspend(repo, outcomes)
 

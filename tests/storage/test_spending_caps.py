@@ -1,13 +1,11 @@
 """The operator's daily spending caps and the fenced cancel, in the reserving transaction (issue 13 items 3, 4).
 
-Run on SQLite here and on PostgreSQL by tests/pg/test_pg_shared.py (same ``repo`` fixture name)."""
+Run on both backends (tests/storage/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,19 +13,11 @@ import pytest
 from bot.credits.ledger import CreditPolicy, SpendingCaps
 from bot.errors import BudgetExhausted, InsufficientCredits
 from bot.jobs.model import Job, State
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.jobs.store import Store
 
 # 2026-03-14 22:30:00 UTC: 1 h 30 min before the reset.
 NOW = dt.datetime(2026, 3, 14, 22, 30, tzinfo=dt.UTC).timestamp()
 POLICY = CreditPolicy(daily_credits=100)
-
-
-@pytest.fixture
-async def repo(tmp_path: Path) -> AsyncIterator[Repository]:
-    repository = Repository(await connect(tmp_path / "bot.db"))
-    yield repository
-    await repository.close()
 
 
 async def reserve(repo: Any, guild: str, user: str, cost: int = 8, *, caps: SpendingCaps, now: float = NOW) -> Job:
@@ -47,7 +37,7 @@ async def reserve(repo: Any, guild: str, user: str, cost: int = 8, *, caps: Spen
     return job
 
 
-async def test_a_servers_members_together_cannot_pass_its_daily_cap(repo: Repository) -> None:
+async def test_a_servers_members_together_cannot_pass_its_daily_cap(repo: Store) -> None:
     caps = SpendingCaps(server_daily=16)
     await reserve(repo, "g1", "u1", caps=caps)
     await reserve(repo, "g1", "u2", caps=caps)  # another member: the cap is the server's, not the user's
@@ -63,7 +53,7 @@ async def test_a_servers_members_together_cannot_pass_its_daily_cap(repo: Reposi
     assert await repo.spent_on_day(None, NOW) == 24
 
 
-async def test_refunds_give_the_budget_back_and_the_next_day_starts_afresh(repo: Repository) -> None:
+async def test_refunds_give_the_budget_back_and_the_next_day_starts_afresh(repo: Store) -> None:
     caps = SpendingCaps(server_daily=16)
     first = await reserve(repo, "g1", "u1", caps=caps)
     await reserve(repo, "g1", "u1", caps=caps)
@@ -74,7 +64,7 @@ async def test_refunds_give_the_budget_back_and_the_next_day_starts_afresh(repo:
     await reserve(repo, "g1", "u2", caps=caps, now=NOW + 2 * 3600)  # 00:30 the next UTC day
 
 
-async def test_the_global_cap_counts_every_server(repo: Repository) -> None:
+async def test_the_global_cap_counts_every_server(repo: Store) -> None:
     caps = SpendingCaps(global_daily=20)
     await reserve(repo, "g1", "u1", caps=caps)
     await reserve(repo, "g2", "u1", caps=caps)
@@ -84,7 +74,7 @@ async def test_the_global_cap_counts_every_server(repo: Repository) -> None:
     await reserve(repo, "g3", "u1", 4, caps=caps)  # what is left still fits
 
 
-async def test_concurrent_reserves_never_pass_the_server_cap(repo: Repository) -> None:
+async def test_concurrent_reserves_never_pass_the_server_cap(repo: Store) -> None:
     caps = SpendingCaps(server_daily=24, global_daily=1000)
     results = await asyncio.gather(
         *(reserve(repo, "g1", f"u{n}", caps=caps) for n in range(10)), return_exceptions=True
@@ -94,7 +84,7 @@ async def test_concurrent_reserves_never_pass_the_server_cap(repo: Repository) -
     assert await repo.spent_on_day("g1", NOW) == 24
 
 
-async def test_cancel_is_fenced_by_state_and_lease(repo: Repository) -> None:
+async def test_cancel_is_fenced_by_state_and_lease(repo: Store) -> None:
     caps = SpendingCaps()
     queued = await reserve(repo, "g1", "u1", caps=caps)
     cancelled = queued.moved(State.CANCELLED, NOW)

@@ -23,8 +23,8 @@ from bot.providers.base import VideoRequest
 from bot.providers.openai_videos import OpenAIVideosProvider
 from bot.providers.relay import RelayProvider
 from bot.providers.sora2api import Sora2ApiProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from bot.web.server import WebServer
 from tests.fakes.relay import FakeRelay
 from tests.fakes.sora2api import FakeSora2Api

@@ -24,8 +24,8 @@ from bot.metrics import Metrics
 from bot.providers.base import VideoRequest
 from bot.providers.fal import FalProvider, request_id_of
 from bot.providers.fal_webhooks import FalWebhookVerifier, keys_from_jwks
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from bot.web.server import WebServer
 from tests.fakes.fal import FakeFal
 

@@ -16,8 +16,8 @@ from bot.errors import ProviderRequestRejected, ProviderUnavailable
 from bot.jobs.model import Job, State
 from bot.metrics import DiscordRateLimitCounter, Metrics
 from bot.providers.http import HttpClient
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from bot.web.server import WebServer
 from tests.fakes.relay import FakeRelay
 

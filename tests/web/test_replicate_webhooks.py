@@ -22,8 +22,8 @@ from bot.jobs.model import Job, State
 from bot.metrics import Metrics
 from bot.providers.base import VideoRequest
 from bot.providers.replicate import ReplicateProvider
-from bot.storage.db import connect
-from bot.storage.repository import Repository
+from bot.storage.sqlite import Repository
+from bot.storage.sqlite.db import connect
 from bot.web.server import WebServer
 from tests.fakes.replicate import FakeReplicate
 

@@ -8,9 +8,10 @@ Several processes may start at once: a session advisory lock makes them migrate 
 from __future__ import annotations
 
 import logging
-from importlib import resources
 
 import asyncpg
+
+from bot.storage.schema import shipped_migrations
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +21,7 @@ MIGRATION_LOCK = 0x50524153  # "SORA"
 
 def migration_files() -> list[tuple[int, str, str]]:
     """(number, name, sql) for every PostgreSQL migration shipped with the package, in order."""
-    found = []
-    for entry in resources.files("bot.storage.migrations_pg").iterdir():
-        if entry.name.endswith(".sql") and entry.name[:4].isdigit():
-            found.append((int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return shipped_migrations("bot.storage.migrations_pg")
 
 
 async def connect(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

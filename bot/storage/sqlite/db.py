@@ -7,21 +7,18 @@ transaction each; ``schema_version`` records the highest applied number.
 from __future__ import annotations
 
 import logging
-from importlib import resources
 from pathlib import Path
 
 import aiosqlite
+
+from bot.storage.schema import shipped_migrations
 
 log = logging.getLogger(__name__)
 
 
 def migration_files() -> list[tuple[int, str, str]]:
     """(number, name, sql) for every migration shipped with the package, in order."""
-    found = []
-    for entry in resources.files("bot.storage.migrations").iterdir():
-        if entry.name.endswith(".sql") and entry.name[:4].isdigit():
-            found.append((int(entry.name[:4]), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+    return shipped_migrations("bot.storage.migrations")
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
