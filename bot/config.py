@@ -1,27 +1,53 @@
 """Settings: read once from the environment and ``.env`` (the real environment wins), validated.
 
-A wrong value stops start-up with one line naming the variable and what is allowed
-(:class:`bot.errors.ConfigError`). Secrets are held in :class:`Secret`, whose repr never shows them.
+Each setting is declared once, on its ``Settings`` field (:func:`bot.config_fields.setting`): its
+variable, default, parser and help text. ``.env.example`` and the README table are generated from
+these declarations (``python -m bot.config_docs``). A wrong value stops start-up with one line naming
+the variable and what is allowed (:class:`bot.errors.ConfigError`). Secrets are held in
+:class:`Secret`, whose repr never shows them.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import unquote, urlparse, urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from dotenv import dotenv_values
 
+from bot.config_fields import (
+    Secret,
+    check,
+    choice,
+    declared,
+    flag,
+    lower,
+    megabytes,
+    names,
+    optional,
+    path,
+    port,
+    positive_seconds,
+    seconds,
+    secret,
+    setting,
+    text,
+    then,
+    url,
+    whole,
+)
 from bot.errors import ConfigError
 
 DEFAULT_POLL_COST = 0.115
 """Seconds of detection delay one status request is worth (``POLL_COST_SECONDS``). Chosen so a
 3-minute job (the sora-2 prior) takes ≤ 20 requests (19.6) at ≤ 2.2 s mean delay (2.15 s);
 see bench/bench_polling.py (bot.jobs.polling takes it from here)."""
+
+__all__ = ["PROVIDERS", "Secret", "Settings", "check_playground_host", "is_loopback", "load_settings"]
 
 PROVIDERS = ("demo", "fal", "replicate", "runway", "segmind", "segmind-sync", "sora2api", "relay", "openai", "comfyui")
 DEFAULT_PROVIDER_ORDER = ("fal", "replicate", "runway", "segmind", "sora2api", "relay", "openai", "comfyui")
@@ -37,124 +63,420 @@ _KEY_FOR_PROVIDER = {
 }
 
 
-class Secret:
-    """A string that never prints itself."""
+def _provider_order(name: str, value: str) -> tuple[str, ...]:
+    order = names(name, value.lower())
+    unknown = [p for p in order if p not in PROVIDERS]
+    if unknown:
+        raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
+    # The providers not named come last, in their usual order: a key that is set is never ignored.
+    return (*order, *(p for p in DEFAULT_PROVIDER_ORDER if p not in order))
 
-    __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+def _database_url(name: str, value: str) -> str:
+    if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(
+            f"{name} must look like sqlite:///path/to/bot.db or postgresql://user:password@host:5432/db,"
+            f" got {value.split('@')[-1]!r}"  # never the user:password before it
+        )
+    return value
 
-    def get(self) -> str:
-        return self._value
 
-    def __bool__(self) -> bool:
-        return bool(self._value)
+def _guild_ids(name: str, value: str) -> frozenset[int]:
+    """``ALLOWED_GUILD_IDS=123,456``: server ids (snowflakes)."""
+    try:
+        ids = frozenset(int(part) for part in value.replace(" ", ",").split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a comma-separated list of server ids, got {value!r}") from None
+    if any(i <= 0 for i in ids):
+        raise ConfigError(f"{name} must hold positive server ids, got {value!r}")
+    return ids
 
-    def __repr__(self) -> str:
-        return "Secret('***')" if self._value else "Secret('')"
 
-    __str__ = __repr__
+def _shard_ids(name: str, value: str) -> tuple[int, ...]:
+    """``SHARD_IDS=0,2``; checked against SHARD_COUNT in :func:`_parse`."""
+    try:
+        return tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    except ValueError:
+        raise ConfigError(f"{name} must be a comma-separated list of shard numbers like 0,1, got {value!r}") from None
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
 
-    def __hash__(self) -> int:
-        return hash(self._value)
+_sora2api_prefix = then(
+    check(text, lambda v: v.startswith("/"), "{name} must start with '/', got {value!r}"), lambda v: v.rstrip("/")
+)
+_openai_url = check(url(), lambda v: v.endswith("/v1"), "{name} must end in /v1 (as in the openai SDK), got {value!r}")
 
 
 @dataclass(frozen=True)
 class Settings:
-    provider: str = "demo"
+    # --- Discord ---
+    discord_token: Secret = setting(
+        "DISCORD_TOKEN",
+        "",
+        secret,
+        """The bot token (Developer Portal > your application > Bot > Reset Token). Without it, `python -m bot`
+        opens the playground instead (README "Playground").""",
+        section="Discord",
+    )
+    sync_commands: bool = setting(
+        "SYNC_COMMANDS",
+        "0",
+        flag,
+        "`1` = register the slash commands with Discord at start (on the first start and after upgrades).",
+    )
+    discord_guild_id: int | None = setting(
+        "DISCORD_GUILD_ID",
+        "",
+        optional(whole(1)),
+        "With `SYNC_COMMANDS=1`: register in this server only (instant; good for testing) instead of globally.",
+    )
+    discord_api_base_url: str = setting(
+        "DISCORD_API_BASE_URL",
+        "",
+        url(),
+        "Another Discord REST API base (only for tests against a fake Discord).",
+        unset="Discord's",
+    )
+    discord_gateway_url: str = setting(
+        "DISCORD_GATEWAY_URL",
+        "",
+        url(schemes=("ws", "wss")),
+        "Another Discord gateway (only for tests against a fake Discord).",
+        unset="Discord's",
+    )
+
+    # --- Video providers and models ---
+    provider: str = setting(
+        "PROVIDER",
+        "",
+        lower,
+        f"""Force one provider: {", ".join(f"`{p}`" for p in PROVIDERS)}. Unset: every provider whose key is set is
+        used; with none, the `demo` provider renders locally (no account).""",
+        unset="every provider whose key is set",
+        section="Video providers and models",
+    )
     """The preferred provider: PROVIDER when set, else the first of ``providers``."""
+    provider_order: tuple[str, ...] = setting(
+        "PROVIDER_ORDER",
+        ",".join(DEFAULT_PROVIDER_ORDER),
+        _provider_order,
+        """Which provider runs a model several of them host (the first whose key is set); a job moves once to
+        the next when the first proves it took nothing (out of credits, throttled, bad key, model gone).
+        Providers left out come last.""",
+    )
     providers: tuple[str, ...] = ()
     """Every usable provider (its key is set), most preferred first; PROVIDER forces just one.
     Left empty, it becomes ``(provider,)``."""
-    enabled_models: tuple[str, ...] = ()
-    models_file: Path | None = None
-    default_model: str = ""
-
-    fal_key: Secret = Secret("")
-    fal_base_url: str = "https://queue.fal.run"
-    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
-    replicate_api_token: Secret = Secret("")
-    replicate_base_url: str = "https://api.replicate.com"
-    runwayml_api_secret: Secret = Secret("")
-    runway_base_url: str = "https://api.dev.runwayml.com"
-
-    segmind_api_key: Secret = Secret("")
-    segmind_base_url: str = "https://api.segmind.com"
-    sora2api_api_key: Secret = Secret("")
-    sora2api_base_url: str = "https://api.sora2api.ai"
-    sora2api_path_prefix: str = "/api/v1/sora2api"
-    relay_api_key: Secret = Secret("")
-    relay_base_url: str = ""
-    openai_api_key: Secret = Secret("")
-    openai_base_url: str = "https://api.openai.com/v1"
-    comfyui_url: str = ""
-    comfyui_workflow: Path | None = None
+    enabled_models: tuple[str, ...] = setting(
+        "ENABLED_MODELS",
+        "",
+        names,
+        """Comma-separated catalogue ids offered in `/sora`, e.g. `veo-3.1-fast,kling-3-pro`;
+        `python -m bot models` lists them.""",
+        unset="all",
+    )
+    models_file: Path | None = setting(
+        "MODELS_FILE",
+        "",
+        optional(path),
+        "A TOML file adding or overriding catalogue entries (format: top of `bot/catalogue/models.toml`).",
+    )
+    default_model: str = setting(
+        "DEFAULT_MODEL", "", text, "The model `/sora` uses when the member picks none.", unset="the first available"
+    )
+    fal_key: Secret = setting(
+        "FAL_KEY", "", secret, "fal.ai queue API: Veo 3.1 (+Fast), Kling 3 Pro, Seedance 2.0, Hailuo 2.3."
+    )
+    fal_base_url: str = setting("FAL_BASE_URL", "https://queue.fal.run", url(), "fal's queue API.")
+    fal_jwks_url: str = setting(
+        "FAL_JWKS_URL",
+        "https://rest.alpha.fal.ai/.well-known/jwks.json",
+        url(),
+        "The keys fal's signed webhooks are verified against (used with `PUBLIC_BASE_URL`).",
+    )
+    replicate_api_token: Secret = setting(
+        "REPLICATE_API_TOKEN",
+        "",
+        secret,
+        """Replicate: Veo 3.1, Kling 2.1 Master, Wan 3. With `PUBLIC_BASE_URL` its signed "completed" webhooks
+        wake jobs at once (the signing secret is fetched from the API with this token).""",
+    )
+    replicate_base_url: str = setting(
+        "REPLICATE_BASE_URL", "https://api.replicate.com", url(), "Replicate's predictions API."
+    )
+    runwayml_api_secret: Secret = setting(
+        "RUNWAYML_API_SECRET", "", secret, "Runway: Gen-4.5, Veo 3.1 (+Fast); shows real progress."
+    )
+    runway_base_url: str = setting("RUNWAY_BASE_URL", "https://api.dev.runwayml.com", url(), "Runway's task API.")
+    segmind_api_key: Secret = setting(
+        "SEGMIND_API_KEY",
+        "",
+        secret,
+        """Segmind: Veo 3.1 (+Fast) (`segmind` = v2 async API; `segmind-sync` = v1, one long request, cannot
+        resume).""",
+    )
+    segmind_base_url: str = setting("SEGMIND_BASE_URL", "https://api.segmind.com", url(), "Segmind's API.")
+    sora2api_api_key: Secret = setting("SORA2API_API_KEY", "", secret, "Sora2API.")
+    sora2api_base_url: str = setting("SORA2API_BASE_URL", "https://api.sora2api.ai", url(), "Sora2API's API.")
+    sora2api_path_prefix: str = setting(
+        "SORA2API_PATH_PREFIX", "/api/v1/sora2api", _sora2api_prefix, "The path of Sora2API's endpoints."
+    )
+    relay_api_key: Secret = setting(
+        "RELAY_API_KEY", "", secret, "A relay speaking `POST /v2/videos/generations` (with `RELAY_BASE_URL`)."
+    )
+    relay_base_url: str = setting(
+        "RELAY_BASE_URL", "", url(), "The relay's address, e.g. `https://relay.example.com` (required for it)."
+    )
+    openai_api_key: Secret = setting(
+        "OPENAI_API_KEY", "", secret, "The OpenAI-style `/v1/videos` API (OpenAI itself or a compatible relay)."
+    )
+    openai_base_url: str = setting(
+        "OPENAI_BASE_URL", "https://api.openai.com/v1", _openai_url, "Its address; must end in `/v1`."
+    )
+    comfyui_url: str = setting(
+        "COMFYUI_URL",
+        "",
+        url(),
+        """Your own ComfyUI server (README "ComfyUI"), e.g. `http://127.0.0.1:8188`; the models it offers come
+        from `MODELS_FILE` (examples/comfyui/).""",
+    )
+    comfyui_workflow: Path | None = setting(
+        "COMFYUI_WORKFLOW",
+        "",
+        optional(path),
+        "The API-format workflow JSON it runs, with `{{placeholders}}` the bot fills (goes with `COMFYUI_URL`).",
+    )
     """The operator's API-format workflow with ``{{placeholder}}`` values (bot/providers/comfyui.py)."""
-    comfyui_token: Secret = Secret("")
-    """Sent as a bearer token, for a proxy in front of ComfyUI (which has no auth of its own)."""
+    comfyui_token: Secret = setting(
+        "COMFYUI_TOKEN",
+        "",
+        secret,
+        'Sent as "Authorization: Bearer ..." for a proxy in front of ComfyUI (which has no auth of its own).',
+    )
 
-    database_url: str = field(default="sqlite:///data/bot.db", repr=False)  # may hold a password
-    data_dir: Path = Path("data")
+    # --- Storage ---
+    database_url: str = setting(
+        "DATABASE_URL",
+        "sqlite:///data/bot.db",
+        _database_url,
+        """Jobs and the credit ledger: `sqlite:///path/to/bot.db`, or `postgresql://user:password@host:5432/db`.
+        Several bot processes (shards) may share one PostgreSQL database: jobs move between them through
+        leases (`LEASE_SECONDS`).""",
+        section="Storage",
+        repr=False,  # may hold a password
+    )
+    data_dir: Path = setting(
+        "DATA_DIR", "data", path, "Where reference images, downloaded results and demo renders are kept while jobs run."
+    )
 
-    discord_token: Secret = Secret("")
-    discord_api_base_url: str = ""
-    discord_gateway_url: str = ""
-    discord_guild_id: int | None = None
-    sync_commands: bool = False
-
-    max_running_jobs: int = 4
-    max_running_jobs_per_user: int = 1
-    job_timeout_seconds: float = 1800.0
-    max_result_bytes: int = 512 * 1024 * 1024
-    max_image_bytes: int = 10 * 1024 * 1024
-    typical_job_seconds: float | None = None
-    poll_cost_seconds: float = DEFAULT_POLL_COST
+    # --- Jobs ---
+    max_running_jobs: int = setting(
+        "MAX_RUNNING_JOBS",
+        "4",
+        whole(1),
+        "Jobs generating at once (all users); the rest wait in a persisted queue.",
+        section="Jobs",
+    )
+    max_running_jobs_per_user: int = setting(
+        "MAX_RUNNING_JOBS_PER_USER", "1", whole(1), "Jobs generating at once per user; the rest wait."
+    )
+    job_timeout_seconds: float = setting(
+        "JOB_TIMEOUT_SECONDS",
+        "1800",
+        seconds(60),
+        "A job still unfinished this long after submission is cancelled and refunded.",
+    )
+    typical_job_seconds: float | None = setting(
+        "TYPICAL_JOB_SECONDS",
+        "0",
+        then(seconds(0), lambda s: s or None),
+        """Median generation time for the poll planner, used as is; `0` = the model's typical time (catalogue,
+        or the provider's own), refined from the last 50 finished jobs of the same provider and model.""",
+    )
+    poll_cost_seconds: float = setting(
+        "POLL_COST_SECONDS",
+        str(DEFAULT_POLL_COST),
+        positive_seconds,
+        """What one status request to the provider is worth, in seconds of delay in noticing a finished video:
+        the poll planner minimises mean delay + this x requests. Higher = fewer requests, later notice.
+        0.115 = about 20 requests at 2.15 s mean delay for a 3-minute job.""",
+    )
     """What one status request is worth in seconds of detection delay (bot/jobs/poll_planner.py)."""
-    lease_seconds: float = 60.0
-    """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
-    shard_ids: tuple[int, ...] | None = None
-    """The Discord shards this process runs (None = all of ``shard_count``, or no sharding)."""
-    shard_count: int | None = None
+    max_result_bytes: int = setting("MAX_RESULT_MB", "512", megabytes, "Largest result the bot will download, in MB.")
+    max_image_bytes: int = setting("MAX_IMAGE_MB", "10", megabytes, "Largest reference image it accepts, in MB.")
 
-    daily_credits: int = 40
-    credits_per_second: int = 1
-    pro_credit_multiplier: int = 3
-    allow_private_results: bool = True
-    """``/sora private:true`` (the video goes to the requester's DMs) is offered."""
-    allowed_guild_ids: frozenset[int] = frozenset()
-    """The only servers the bot stays in (empty = any); it leaves the others."""
-    server_daily_credits: int | None = None
+    # --- Credits ---
+    daily_credits: int = setting(
+        "DAILY_CREDITS", "40", whole(0), "Each user's allowance per UTC day, per server.", section="Credits"
+    )
+    credits_per_second: int = setting(
+        "CREDITS_PER_SECOND",
+        "1",
+        whole(0),
+        """Models priced in the catalogue cost their own rate (1 credit ~ US$0.05); the others cost seconds x
+        this.""",
+    )
+    pro_credit_multiplier: int = setting(
+        "PRO_CREDIT_MULTIPLIER", "3", whole(1), "sora-2-pro costs seconds x `CREDITS_PER_SECOND` x this."
+    )
+    server_daily_credits: int | None = setting(
+        "SERVER_DAILY_CREDITS",
+        "",
+        optional(whole(0)),
+        """Credits one server's members together may spend per UTC day (reserves minus refunds); beyond it
+        `/sora` is refused with the reset time.""",
+        unset="no cap",
+    )
     """Credits a server's members together may spend per UTC day (None = no cap)."""
-    global_daily_credits: int | None = None
+    global_daily_credits: int | None = setting(
+        "GLOBAL_DAILY_CREDITS",
+        "",
+        optional(whole(0)),
+        "Credits every server together may spend per UTC day.",
+        unset="no cap",
+    )
     """Credits every server together may spend per UTC day (None = no cap)."""
-    max_allowance: int | None = None
+    max_allowance: int | None = setting(
+        "MAX_ALLOWANCE",
+        "",
+        optional(whole(0)),
+        "The highest daily allowance `/sora-admin allowance` may set.",
+        unset="no limit",
+    )
     """The highest daily allowance /sora-admin allowance may set (None = no limit)."""
-    # Defaults for every server until its admins change them with /sora-admin.
-    cooldown_seconds: int = 30
-    max_pending_jobs_per_user: int = 2
+    allowed_guild_ids: frozenset[int] = setting(
+        "ALLOWED_GUILD_IDS",
+        "",
+        _guild_ids,
+        """The only servers the bot stays in, comma-separated ids; it leaves any other server (at start-up and
+        on join) and logs it.""",
+        unset="any",
+    )
+    """The only servers the bot stays in (empty = any); it leaves the others."""
+    allow_private_results: bool = setting(
+        "ALLOW_PRIVATE_RESULTS",
+        "1",
+        flag,
+        "`1` = `/sora private:true` sends the finished video by direct message (`0` = the option is refused).",
+    )
 
-    log_level: str = "INFO"
-    log_format: str = "text"
+    # --- Several bot processes on one database ---
+    lease_seconds: float = setting(
+        "LEASE_SECONDS",
+        "60",
+        seconds(2),
+        """A job whose process stopped renewing its lease for this long is taken over by another process (at
+        least `2`).""",
+        section='Several bot processes on one database (see README "Running as a service")',
+    )
+    """How long a job stays with a bot process that stopped renewing it before another one takes it over."""
+    shard_count: int | None = setting(
+        "SHARD_COUNT",
+        "",
+        optional(whole(1)),
+        "Discord sharding: the total number of shards across all processes. Unset = one unsharded connection.",
+    )
+    shard_ids: tuple[int, ...] | None = setting(
+        "SHARD_IDS",
+        "",
+        optional(_shard_ids),
+        "The shards this process connects, comma-separated (e.g. `0,1`; needs `SHARD_COUNT`).",
+        unset="all of SHARD_COUNT",
+    )
+    """The Discord shards this process runs (None = all of ``shard_count``, or no sharding)."""
 
-    http_port: int | None = None
+    # --- Moderation defaults (for every server until its admins change them with /sora-admin) ---
+    cooldown_seconds: int = setting(
+        "COOLDOWN_SECONDS",
+        "30",
+        whole(0),
+        "Seconds a member waits between two videos (`0` = no cooldown); `/sora-admin cooldown` overrides it.",
+        section="Moderation defaults (each server's admins can change them with /sora-admin)",
+    )
+    max_pending_jobs_per_user: int = setting(
+        "MAX_PENDING_JOBS_PER_USER",
+        "2",
+        whole(1),
+        """Unfinished (queued or running) videos a member may have per server; beyond it `/sora` is refused
+        (`/sora-admin max-jobs` overrides it). Not the same as `MAX_RUNNING_JOBS_PER_USER`, which only
+        queues.""",
+    )
+
+    # --- Logging ---
+    log_level: str = setting(
+        "LOG_LEVEL",
+        "INFO",
+        choice("DEBUG", "INFO", "WARNING", "ERROR", case=str.upper),
+        "`DEBUG`, `INFO`, `WARNING` or `ERROR`.",
+        section="Logging",
+    )
+    log_format: str = setting(
+        "LOG_FORMAT",
+        "text",
+        choice("text", "json"),
+        """`text` or `json` (one JSON object per line: `ts`, `level`, `logger`, `message`, `job_id`...; secrets
+        are always scrubbed).""",
+    )
+
+    # --- Service ---
+    http_port: int | None = setting(
+        "HTTP_PORT",
+        "",
+        optional(port),
+        """Serve `GET /healthz`, `GET /metrics` (Prometheus) and `POST /callbacks/{secret}` on this port (and the
+        playground page when it runs, on 8080 when empty).""",
+        unset="off",
+        section="Service (health, metrics, provider callbacks)",
+    )
     """Serve /healthz, /metrics and provider callbacks on this port (None = no HTTP server)."""
-    http_host: str = "127.0.0.1"
-    public_base_url: str = ""
+    http_host: str = setting(
+        "HTTP_HOST",
+        "127.0.0.1",
+        text,
+        "Address to listen on (`0.0.0.0` to be reachable from outside the host or container, as in the Docker image).",
+    )
+    public_base_url: str = setting(
+        "PUBLIC_BASE_URL",
+        "",
+        url(),
+        """The public address of `HTTP_PORT` (e.g. `https://bot.example.com` behind a reverse proxy). When set,
+        fal, relay and sora2api jobs are sent a per-job callback URL, so a finished video is noticed
+        at once (fal's are signature-checked against `FAL_JWKS_URL`).""",
+    )
     """How providers reach the HTTP port from outside; set = per-job callback URLs are sent."""
-    metrics_token: Secret = Secret("")
-    """When set, ``/metrics`` answers only requests with ``Authorization: Bearer <token>``."""
-    playground: bool = False
-    """Serve the playground page beside the Discord bot (without a token it runs on its own anyway)."""
-    playground_public: bool = False
-    """Serve the playground on a non-loopback HTTP_HOST although it has no login."""
+    metrics_token: Secret = setting(
+        "METRICS_TOKEN",
+        "",
+        secret,
+        """When set, `GET /metrics` requires "Authorization: Bearer <this token>" (else 401; Prometheus:
+        authorization.credentials).""",
+        unset="open",
+    )
+
+    # --- Playground ---
+    playground: bool = setting(
+        "PLAYGROUND",
+        "0",
+        flag,
+        """`1` = also serve the playground page (`/sora` in a browser) beside the Discord bot, on `HTTP_PORT`.
+        It then runs on the bot's pipeline and `DATABASE_URL`, its jobs in a server named "playground"
+        (without a token it runs on its own anyway).""",
+        section='Playground (README "Playground")',
+    )
+    playground_public: bool = setting(
+        "PLAYGROUND_PUBLIC",
+        "0",
+        flag,
+        """The playground has no login, so it refuses a non-loopback `HTTP_HOST`; `1` = serve it there anyway
+        (anyone who reaches it spends your provider credits: publish it on loopback or behind your own
+        login).""",
+    )
 
     def __post_init__(self) -> None:
-        if not self.providers:  # Settings(provider="relay") in tests and tools: that one alone
-            object.__setattr__(self, "providers", (self.provider,))
+        # Settings(provider="relay") in tests and tools: that one alone; Settings(): the demo provider.
+        if not self.providers:
+            object.__setattr__(self, "providers", (self.provider or "demo",))
+        if not self.provider:
+            object.__setattr__(self, "provider", self.providers[0])
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing text that may have picked one up."""
@@ -178,150 +500,21 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv_path: str | Pa
 
 
 def _parse(env: Mapping[str, str]) -> Settings:
-    def get(name: str, default: str = "") -> str:
-        return env.get(name, "").strip() or default
+    """Each declared setting on its own, then the rules that span several."""
+    values: dict[str, Any] = {}
+    by_env: dict[str, Any] = {}
+    for f, declaration in declared(Settings):
+        values[f.name] = by_env[declaration.env] = declaration.read(env.get(declaration.env, ""))
 
-    def url(name: str, default: str = "", *, schemes: tuple[str, ...] = ("http", "https")) -> str:
-        value = get(name, default).rstrip("/")
-        if not value:
-            return ""
-        parsed = urlparse(value)
-        if parsed.scheme not in schemes or not parsed.netloc:
-            raise ConfigError(
-                f"{name} must be a {' or '.join(schemes)} URL like {schemes[0]}://host/..., got {value!r}"
-            )
-        return value
-
-    def integer(name: str, default: int, *, minimum: int = 0) -> int:
-        raw = get(name, str(default))
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a whole number (>= {minimum}), got {raw!r}") from None
-        if value < minimum:
-            raise ConfigError(f"{name} must be a whole number >= {minimum}, got {value}")
-        return value
-
-    def positive(name: str, default: float) -> float:
-        raw = get(name, str(default))
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds (> 0), got {raw!r}") from None
-        if not (0 < value < math.inf):
-            raise ConfigError(f"{name} must be a number of seconds > 0, got {raw!r}")
-        return value
-
-    def boolean(name: str, default: str = "0") -> bool:
-        raw = get(name, default).lower()
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{name} must be 1/0 (or true/false), got {raw!r}")
-
-    relay_base = url("RELAY_BASE_URL")
-    comfyui_url = url("COMFYUI_URL")
-    if bool(comfyui_url) != bool(get("COMFYUI_WORKFLOW")):
+    if bool(values["comfyui_url"]) != bool(values["comfyui_workflow"]):
         raise ConfigError(
             "COMFYUI_URL and COMFYUI_WORKFLOW go together: the server's address (e.g. http://127.0.0.1:8188) "
             "and the path of its API-format workflow JSON"
         )
-    providers = _providers(get("PROVIDER").lower(), get("PROVIDER_ORDER").lower(), get, relay_base=relay_base)
-    provider = providers[0]
-    openai_base = url("OPENAI_BASE_URL", "https://api.openai.com/v1")
-    if not openai_base.endswith("/v1"):
-        raise ConfigError(f"OPENAI_BASE_URL must end in /v1 (as in the openai SDK), got {openai_base!r}")
-    prefix = get("SORA2API_PATH_PREFIX", "/api/v1/sora2api")
-    if not prefix.startswith("/"):
-        raise ConfigError(f"SORA2API_PATH_PREFIX must start with '/', got {prefix!r}")
-
-    database_url = get("DATABASE_URL", "sqlite:///data/bot.db")
-    if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise ConfigError(
-            "DATABASE_URL must look like sqlite:///path/to/bot.db or postgresql://user:password@host:5432/db,"
-            f" got {database_url.split('@')[-1]!r}"
-        )
-
-    guild_raw = get("DISCORD_GUILD_ID")
-    guild_id = integer("DISCORD_GUILD_ID", 0, minimum=1) if guild_raw else None
-
-    log_level = get("LOG_LEVEL", "INFO").upper()
-    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
-
-    log_format = get("LOG_FORMAT", "text").lower()
-    if log_format not in ("text", "json"):
-        raise ConfigError(f"LOG_FORMAT must be text or json, got {log_format!r}")
-    http_port = integer("HTTP_PORT", 0, minimum=1) if get("HTTP_PORT") else None
-    if http_port is not None and http_port > 65535:
-        raise ConfigError(f"HTTP_PORT must be a port number between 1 and 65535, got {http_port}")
-
-    shard_count = integer("SHARD_COUNT", 1, minimum=1) if get("SHARD_COUNT") else None
-    shard_ids = _shard_ids(get("SHARD_IDS"), shard_count)
-
-    models_file = get("MODELS_FILE")
-    settings = Settings(
-        provider=provider,
-        providers=providers,
-        enabled_models=tuple(dict.fromkeys(m.strip() for m in get("ENABLED_MODELS").split(",") if m.strip())),
-        models_file=Path(models_file) if models_file else None,
-        default_model=get("DEFAULT_MODEL"),
-        fal_key=Secret(get("FAL_KEY")),
-        fal_base_url=url("FAL_BASE_URL", "https://queue.fal.run"),
-        fal_jwks_url=url("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json"),
-        replicate_api_token=Secret(get("REPLICATE_API_TOKEN")),
-        replicate_base_url=url("REPLICATE_BASE_URL", "https://api.replicate.com"),
-        runwayml_api_secret=Secret(get("RUNWAYML_API_SECRET")),
-        runway_base_url=url("RUNWAY_BASE_URL", "https://api.dev.runwayml.com"),
-        segmind_api_key=Secret(get("SEGMIND_API_KEY")),
-        segmind_base_url=url("SEGMIND_BASE_URL", "https://api.segmind.com"),
-        sora2api_api_key=Secret(get("SORA2API_API_KEY")),
-        sora2api_base_url=url("SORA2API_BASE_URL", "https://api.sora2api.ai"),
-        sora2api_path_prefix=prefix.rstrip("/"),
-        relay_api_key=Secret(get("RELAY_API_KEY")),
-        relay_base_url=relay_base,
-        openai_api_key=Secret(get("OPENAI_API_KEY")),
-        openai_base_url=openai_base,
-        comfyui_url=comfyui_url,
-        comfyui_workflow=Path(get("COMFYUI_WORKFLOW")) if comfyui_url else None,
-        comfyui_token=Secret(get("COMFYUI_TOKEN")),
-        database_url=database_url,
-        data_dir=Path(get("DATA_DIR", "data")),
-        discord_token=Secret(get("DISCORD_TOKEN")),
-        discord_api_base_url=url("DISCORD_API_BASE_URL"),
-        discord_gateway_url=url("DISCORD_GATEWAY_URL", schemes=("ws", "wss")),
-        discord_guild_id=guild_id,
-        sync_commands=boolean("SYNC_COMMANDS"),
-        max_running_jobs=integer("MAX_RUNNING_JOBS", 4, minimum=1),
-        max_running_jobs_per_user=integer("MAX_RUNNING_JOBS_PER_USER", 1, minimum=1),
-        job_timeout_seconds=float(integer("JOB_TIMEOUT_SECONDS", 1800, minimum=60)),
-        max_result_bytes=integer("MAX_RESULT_MB", 512, minimum=1) * 1024 * 1024,
-        max_image_bytes=integer("MAX_IMAGE_MB", 10, minimum=1) * 1024 * 1024,
-        typical_job_seconds=float(integer("TYPICAL_JOB_SECONDS", 0)) or None,
-        poll_cost_seconds=positive("POLL_COST_SECONDS", DEFAULT_POLL_COST),
-        lease_seconds=float(integer("LEASE_SECONDS", 60, minimum=2)),
-        shard_ids=shard_ids,
-        shard_count=shard_count,
-        daily_credits=integer("DAILY_CREDITS", 40),
-        credits_per_second=integer("CREDITS_PER_SECOND", 1),
-        pro_credit_multiplier=integer("PRO_CREDIT_MULTIPLIER", 3, minimum=1),
-        allow_private_results=boolean("ALLOW_PRIVATE_RESULTS", "1"),
-        allowed_guild_ids=_guild_ids(get("ALLOWED_GUILD_IDS")),
-        server_daily_credits=integer("SERVER_DAILY_CREDITS", 0) if get("SERVER_DAILY_CREDITS") else None,
-        global_daily_credits=integer("GLOBAL_DAILY_CREDITS", 0) if get("GLOBAL_DAILY_CREDITS") else None,
-        max_allowance=integer("MAX_ALLOWANCE", 0) if get("MAX_ALLOWANCE") else None,
-        cooldown_seconds=integer("COOLDOWN_SECONDS", 30),
-        max_pending_jobs_per_user=integer("MAX_PENDING_JOBS_PER_USER", 2, minimum=1),
-        log_level=log_level,
-        log_format=log_format,
-        http_port=http_port,
-        http_host=get("HTTP_HOST", "127.0.0.1"),
-        public_base_url=url("PUBLIC_BASE_URL"),
-        metrics_token=Secret(get("METRICS_TOKEN")),
-        playground=boolean("PLAYGROUND"),
-        playground_public=boolean("PLAYGROUND_PUBLIC"),
-    )
+    providers = _providers(values["provider"], values["provider_order"], by_env)
+    values["provider"] = providers[0]
+    _check_shards(values["shard_ids"], values["shard_count"], raw=env.get("SHARD_IDS", "").strip())
+    settings = Settings(**values, providers=providers)
     if settings.playground:
         check_playground_host(settings)
     return settings
@@ -349,55 +542,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _guild_ids(raw: str) -> frozenset[int]:
-    """``ALLOWED_GUILD_IDS=123,456``: server ids (snowflakes)."""
-    try:
-        ids = frozenset(int(part) for part in raw.replace(" ", ",").split(",") if part.strip())
-    except ValueError:
-        raise ConfigError(f"ALLOWED_GUILD_IDS must be a comma-separated list of server ids, got {raw!r}") from None
-    if any(i <= 0 for i in ids):
-        raise ConfigError(f"ALLOWED_GUILD_IDS must hold positive server ids, got {raw!r}")
-    return ids
-
-
-def _providers(forced: str, order_raw: str, get: Callable[[str], str], *, relay_base: str) -> tuple[str, ...]:
+def _providers(forced: str, order: tuple[str, ...], by_env: Mapping[str, Any]) -> tuple[str, ...]:
     """The usable providers, most preferred first. ``PROVIDER`` forces one (its key must be set);
     otherwise every provider whose key is set, in ``PROVIDER_ORDER``; none: the demo provider."""
     if forced:
         if forced not in PROVIDERS:
             raise ConfigError(f"PROVIDER must be one of {', '.join(PROVIDERS)}, got {forced!r}")
-        _require_key(forced, get, relay_base=relay_base)
+        _require_key(forced, by_env)
         return (forced,)
-    order = [p.strip() for p in order_raw.split(",") if p.strip()] if order_raw else list(DEFAULT_PROVIDER_ORDER)
-    unknown = [p for p in order if p not in PROVIDERS]
-    if unknown:
-        raise ConfigError(f"PROVIDER_ORDER names unknown providers {', '.join(unknown)}; known: {', '.join(PROVIDERS)}")
-    # The providers not named come last, in their usual order: a key that is set is never ignored.
-    order += [p for p in DEFAULT_PROVIDER_ORDER if p not in order]
-    usable = [p for p in dict.fromkeys(order) if p in _KEY_FOR_PROVIDER and get(_KEY_FOR_PROVIDER[p])]
+    usable = [p for p in order if p in _KEY_FOR_PROVIDER and by_env[_KEY_FOR_PROVIDER[p]]]
     for name in usable:
-        _require_key(name, get, relay_base=relay_base)
+        _require_key(name, by_env)
     return tuple(usable) or ("demo",)
 
 
-def _require_key(provider: str, get: Callable[[str], str], *, relay_base: str) -> None:
+def _require_key(provider: str, by_env: Mapping[str, Any]) -> None:
     key_name = _KEY_FOR_PROVIDER.get("segmind" if provider == "segmind-sync" else provider)
-    if key_name and not get(key_name):
+    if key_name and not by_env[key_name]:
         raise ConfigError(f"{key_name} is required when PROVIDER={provider}")
-    if provider == "relay" and not relay_base:
+    if provider == "relay" and not by_env["RELAY_BASE_URL"]:
         raise ConfigError("RELAY_BASE_URL is required when PROVIDER=relay (e.g. https://relay.example.com)")
 
 
-def _shard_ids(raw: str, shard_count: int | None) -> tuple[int, ...] | None:
+def _check_shards(ids: tuple[int, ...] | None, shard_count: int | None, *, raw: str) -> None:
     """``SHARD_IDS=0,2``: which of ``SHARD_COUNT`` shards this process connects."""
-    if not raw:
-        return None
+    if ids is None:
+        return
     if shard_count is None:
         raise ConfigError("SHARD_IDS needs SHARD_COUNT (the total number of shards across all processes)")
-    try:
-        ids = tuple(sorted({int(part) for part in raw.split(",") if part.strip()}))
-    except ValueError:
-        raise ConfigError(f"SHARD_IDS must be a comma-separated list of shard numbers like 0,1, got {raw!r}") from None
     if not ids or ids[0] < 0 or ids[-1] >= shard_count:
         raise ConfigError(f"SHARD_IDS must be numbers from 0 to {shard_count - 1} (SHARD_COUNT - 1), got {raw!r}")
-    return ids

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import bot.config
+from bot import config_docs
 from bot.config import PROVIDERS, Secret, Settings, load_settings
+from bot.config_fields import declared
 from bot.errors import ConfigError
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the Docker image's HTTP_HOST
@@ -23,8 +24,7 @@ KEYS = {
 
 def _setting_names() -> set[str]:
     """Every variable config.py reads (so a stray one in the developer's shell cannot leak in)."""
-    source = Path(bot.config.__file__).read_text(encoding="utf-8")
-    return set(re.findall(r'"([A-Z][A-Z0-9_]{2,})"', source))
+    return {s.env for _, s in declared(Settings)}
 
 
 @pytest.fixture
@@ -105,6 +105,30 @@ def test_a_wrong_value_is_one_line_naming_the_variable_and_what_is_allowed(
     assert "\n" not in message
     assert message.startswith(variable), message
     assert allowed in message, message
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SORA2API_PATH_PREFIX": "api"}, "SORA2API_PATH_PREFIX must start with '/', got 'api'"),
+        ({"HTTP_PORT": "70000"}, "HTTP_PORT must be a port number between 1 and 65535, got 70000"),
+        (
+            {"PROVIDER_ORDER": "fal,bogus"},
+            f"PROVIDER_ORDER names unknown providers bogus; known: {', '.join(PROVIDERS)}",
+        ),
+        ({"LOG_FORMAT": "XML"}, "LOG_FORMAT must be text or json, got 'xml'"),
+        ({"JOB_TIMEOUT_SECONDS": "59"}, "JOB_TIMEOUT_SECONDS must be a whole number >= 60, got 59"),
+        ({"MAX_RESULT_MB": "0"}, "MAX_RESULT_MB must be a whole number >= 1, got 0"),
+        ({"ALLOWED_GUILD_IDS": "-1"}, "ALLOWED_GUILD_IDS must hold positive server ids, got '-1'"),
+        ({"DISCORD_GUILD_ID": "x"}, "DISCORD_GUILD_ID must be a whole number (>= 1), got 'x'"),
+        ({"SHARD_COUNT": "2", "SHARD_IDS": ","}, "SHARD_IDS must be numbers from 0 to 1 (SHARD_COUNT - 1), got ','"),
+        ({"TYPICAL_JOB_SECONDS": "1.5"}, "TYPICAL_JOB_SECONDS must be a whole number (>= 0), got '1.5'"),
+    ],
+)
+def test_error_lines_are_word_for_word_those_operators_know(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env)
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.53", "::1", "[::1]", "localhost"])
@@ -200,26 +224,28 @@ def test_poll_cost_is_seconds_of_delay_per_status_request() -> None:
     assert load_settings({"POLL_COST_SECONDS": "0.3"}).poll_cost_seconds == 0.3
 
 
-def _names_read_by_config() -> set[str]:
-    source = (Path(__file__).resolve().parents[1] / "bot" / "config.py").read_text()
-    names = set(re.findall(r'(?:get|url|integer|positive|boolean)\(\s*"([A-Z][A-Z0-9_]+)"', source))
-    names |= set(re.findall(r'"([A-Z][A-Z0-9_]+_(?:KEY|API_KEY))"', source))
-    return names
+def test_env_example_and_readme_table_are_generated_from_the_declarations() -> None:
+    """A setting .env.example or the README leaves out is a setting nobody finds; one they list but the
+    code ignores, or with another default, is worse. Both are generated: ``python -m bot.config_docs``."""
+    assert config_docs.ENV_EXAMPLE.read_text(encoding="utf-8") == config_docs.env_example()
+    readme = config_docs.README.read_text(encoding="utf-8")
+    assert readme == config_docs.readme(readme), "regenerate the README settings table: python -m bot.config_docs"
 
 
-def test_env_example_and_readme_list_every_setting() -> None:
-    """A setting the code reads but .env.example or the README's table leaves out is a setting
-    nobody finds; one they list but the code ignores is worse."""
-    import re
+def test_every_setting_is_declared_once_with_help_and_a_parsable_default() -> None:
+    names = [s.env for _, s in declared(Settings)]
+    assert len(names) == len(set(names)), "two fields read the same variable"
+    example = re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", config_docs.env_example(), re.MULTILINE)
+    assert [name for name, _ in example] == names
+    for f, s in declared(Settings):
+        assert s.help.strip(), f"{s.env} has no help text"
+        assert getattr(Settings(), f.name) == s.read("") or f.name == "provider"  # provider: the demo one
+        assert f"| `{s.env}` | " in config_docs.readme_table()
 
-    root = Path(__file__).resolve().parents[1]
-    example = set(re.findall(r"^([A-Z][A-Z0-9_]+)=", (root / ".env.example").read_text(), re.MULTILINE))
-    readme_rows = [line for line in (root / "README.md").read_text().splitlines() if line.startswith("| `")]
-    readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(row.split("|")[1] for row in readme_rows)))
-    read = _names_read_by_config()
-    assert read - example == set(), "missing from .env.example"
-    assert example - read == set(), ".env.example lists settings the code does not read"
-    assert read - readme == set(), "missing from the README settings table"
+
+def test_a_declared_default_is_the_value_when_the_variable_is_empty() -> None:
+    blank = load_settings({s.env: "  " for _, s in declared(Settings)})
+    assert blank == Settings()
 
 
 def test_comfyui_is_usable_with_its_address_and_workflow_and_refuses_half_a_setup() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from bot.config import Settings
 from bot.errors import BudgetExhausted, InsufficientCredits, InvalidRequest
 
 DAILY, EXTRA = "daily", "extra"
@@ -16,9 +17,9 @@ DAILY, EXTRA = "daily", "extra"
 
 @dataclass(frozen=True)
 class CreditPolicy:
-    daily_credits: int = 40
-    credits_per_second: int = 1
-    pro_multiplier: int = 3
+    daily_credits: int = Settings.daily_credits
+    credits_per_second: int = Settings.credits_per_second
+    pro_multiplier: int = Settings.pro_credit_multiplier
 
     def daily(self, server_allowance: int | None) -> int:
         """A member's daily credits in a server: its own allowance when its admins set one."""

@@ -77,7 +77,7 @@ class JobStarter:
             )
             # Attachment URLs expire: the bytes are fetched now and kept with the job.
             reference = await service.fit_reference(
-                await attachment.read(), request.size, user_id=str(interaction.user.id)
+                await _read_attachment(attachment), request.size, user_id=str(interaction.user.id)
             )
         channel: discord.abc.Messageable | None
         if source is not None and source.channel_id:
@@ -269,6 +269,17 @@ def _admission(limits: Limits) -> Callable[[int, float | None], None]:
 def _needs_url(providers: Iterable[VideoProvider]) -> bool:
     """Whether a provider the job may be routed to (failover included) fetches images by URL."""
     return any(p.capabilities.image_mode == "url" for p in providers)
+
+
+async def _read_attachment(attachment: discord.Attachment) -> bytes:
+    """The attached image's bytes, or a polite refusal when Discord's CDN does not hand them over."""
+    try:
+        return await attachment.read()
+    except discord.HTTPException as exc:
+        raise BotError(
+            f"attachment {attachment.id} not readable: {exc}",
+            user_message="I could not download your image from Discord. Nothing was charged; please attach it again.",
+        ) from exc
 
 
 def job_link(job: Job) -> str:

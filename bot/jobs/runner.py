@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.catalogue import Router
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     AuthenticationFailed,
@@ -120,16 +121,16 @@ class JobRunner:
         *,
         router: Router,
         work_dir: Path,
-        max_running: int = 4,
-        max_running_per_user: int = 1,
-        job_timeout: float = 1800.0,
-        max_result_bytes: int = 512 * 1024 * 1024,
+        max_running: int = Settings.max_running_jobs,
+        max_running_per_user: int = Settings.max_running_jobs_per_user,
+        job_timeout: float = Settings.job_timeout_seconds,
+        max_result_bytes: int = Settings.max_result_bytes,
         typical_job_seconds: float | None = None,
         poll_cost: float = DEFAULT_POLL_COST,
         events: JobEvents | None = None,
         callback_url: Callable[[Job], Awaitable[str | None]] | None = None,
         calls_back: Callable[[str], bool] | None = None,
-        lease_seconds: float = 60.0,
+        lease_seconds: float = Settings.lease_seconds,
         owner: str | None = None,
     ) -> None:
         self.repo = repo

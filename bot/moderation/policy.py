@@ -21,10 +21,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
+from bot.config import Settings
 from bot.errors import BotError, InvalidRequest
 
-DEFAULT_COOLDOWN_SECONDS = 30
-DEFAULT_MAX_JOBS_PER_USER = 2
+DEFAULT_COOLDOWN_SECONDS = Settings.cooldown_seconds
+DEFAULT_MAX_JOBS_PER_USER = Settings.max_pending_jobs_per_user
 DEFAULT_PRO_ALLOWED = True
 MAX_BLOCKED_TERMS = 200
 MAX_TERM_CHARS = 100

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     GenerationFailed,
@@ -41,7 +42,7 @@ from bot.providers.http import HttpClient
 log = logging.getLogger(__name__)
 
 NAME = "fal"
-DEFAULT_BASE_URL = "https://queue.fal.run"
+DEFAULT_BASE_URL = Settings.fal_base_url  # FAL_BASE_URL's declared default
 _RESULT_CACHE_SIZE = 256
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _REQUEST_ID = re.compile(_SEGMENT)

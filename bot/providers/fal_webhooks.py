@@ -22,9 +22,11 @@ import aiohttp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from bot.config import Settings
+
 log = logging.getLogger(__name__)
 
-DEFAULT_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+DEFAULT_JWKS_URL = Settings.fal_jwks_url  # FAL_JWKS_URL's declared default
 TOLERANCE_SECONDS = 300.0
 JWKS_MAX_AGE = 24 * 3600.0
 REFETCH_INTERVAL = 60.0

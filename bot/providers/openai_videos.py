@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from PIL import Image
 
+from bot.config import Settings
 from bot.domain import ALL_SIZES, LANDSCAPE, PORTRAIT, JobState, JobStatus, VideoRequest, parse_size
 from bot.errors import InvalidRequest, MediaError, ProviderError, redact
 from bot.providers.base import Capabilities
@@ -57,7 +58,7 @@ class OpenAIVideosProvider:
         session: aiohttp.ClientSession,
         *,
         api_key: str,
-        base_url: str = "https://api.openai.com/v1",
+        base_url: str = Settings.openai_base_url,
         retry_base_delay: float = 0.5,
         max_retries: int = 4,
     ) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable
 from bot.providers.base import CallbackSupport, Capabilities
@@ -40,7 +41,7 @@ from bot.providers.segmind import shipped_hosts
 log = logging.getLogger(__name__)
 
 NAME = "replicate"
-DEFAULT_BASE_URL = "https://api.replicate.com"
+DEFAULT_BASE_URL = Settings.replicate_base_url  # REPLICATE_BASE_URL's declared default
 WEBHOOK_TOLERANCE_SECONDS = 300
 # Replicate advises data URIs only for small files; a bigger reference must be a public URL.
 MAX_DATA_URI_BYTES = 1024 * 1024

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
 from bot.errors import (
     GenerationFailed,
@@ -39,7 +40,7 @@ from bot.providers.segmind import shipped_hosts
 log = logging.getLogger(__name__)
 
 NAME = "runway"
-DEFAULT_BASE_URL = "https://api.dev.runwayml.com"
+DEFAULT_BASE_URL = Settings.runway_base_url  # RUNWAY_BASE_URL's declared default
 API_VERSION = "2024-11-06"
 MAX_DATA_URI_CHARS = 5 * 1024 * 1024
 _QUEUED = ("PENDING", "THROTTLED")

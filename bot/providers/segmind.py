@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import GenerationFailed, InvalidRequest, ProviderError, ProviderUnavailable, RateLimited, redact
 from bot.providers.base import Capabilities
@@ -28,7 +29,7 @@ from bot.providers.http import HttpClient, error_message_from_body
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.segmind.com"
+DEFAULT_BASE_URL = Settings.segmind_base_url  # SEGMIND_BASE_URL's declared default
 # Answers that prove the server did NOT take the job, so sending it again cannot double-submit.
 _RESULT_CACHE_SIZE = 256
 

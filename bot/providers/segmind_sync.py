@@ -20,6 +20,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.catalogue.spec import Host, ModelSpec
+from bot.config import Settings
 from bot.domain import JobState, JobStatus, VideoRequest
 from bot.errors import (
     GenerationFailed,
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 MAX_FINISHED_JOBS = 256
 """Finished calls remembered for a later status or download; older ones are forgotten."""
 
-DEFAULT_STREAM_CAP = 512 * 1024 * 1024
+DEFAULT_STREAM_CAP = Settings.max_result_bytes  # MAX_RESULT_MB's declared default
 
 
 @dataclass

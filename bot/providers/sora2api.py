@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.config import Settings
 from bot.domain import LANDSCAPE, PORTRAIT, JobState, JobStatus, VideoRequest, is_portrait
 from bot.errors import (
     GenerationFailed,
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 NAME = "sora2api"
 DISPLAY_NAME = "Sora2API"
-DEFAULT_PREFIX = "/api/v1/sora2api"
+DEFAULT_PREFIX = Settings.sora2api_path_prefix  # SORA2API_PATH_PREFIX's declared default
 RETENTION_S = 15 * 24 * 3600.0  # "Generated video files are retained for 15 days" (seed 003)
 QUALITY = {"sora-2": "standard", "sora-2-pro": "hd"}
 _SECONDS = (4, 8, 10, 12)

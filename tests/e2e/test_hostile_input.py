@@ -201,3 +201,21 @@ async def test_cmyk_jpeg_is_accepted_and_the_provider_gets_rgb_of_the_exact_size
             assert sent.mode == "RGB" and sent.size == (1280, 720)
             red, green, blue = sent.getpixel((640, 360))  # type: ignore[misc]
             assert red > 150 and green < 120 and blue < 120, (red, green, blue)  # CMYK (0, 200, 200, 0) is red
+
+
+async def test_an_attachment_the_cdn_no_longer_serves_is_refused_politely_for_free() -> None:
+    async with world("relay", env=ENV) as w:
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 64), (1, 2, 3)).save(buf, "PNG")
+        attachment = w.discord.upload_user_attachment(buf.getvalue(), "gone.png", "image/png", width=64, height=64)
+        w.discord.expire_attachment(attachment["id"])  # the signed URL ran out, or the CDN lost it
+        ia = await w.discord.send_interaction(
+            command="sora",
+            options={"prompt": "a cat", "duration": 4, "image": attachment["id"]},
+            attachments=[attachment],
+        )
+        await ia.wait_callback(timeout=3)
+        text = await w.followup_text(ia)
+        assert "could not download your image from Discord" in text and "Nothing was charged" in text, text
+        assert w.db_rows("SELECT COUNT(*) FROM ledger") == [(0,)]
+        await still_serving(w)
