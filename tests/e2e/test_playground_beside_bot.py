@@ -85,7 +85,9 @@ async def test_a_page_job_resumed_without_the_playground_is_kept_for_the_page_no
         await w.bot.restart()
         assert "Playground: http://" not in w.bot.log_text().split("===== start #2")[1]
         await wait_file(w.bot.workdir / "data" / "playground" / f"{page_job}.mp4", w)
-        rows = w.db_rows("SELECT state, result_message_id FROM jobs WHERE id = ?", (page_job,))
-        assert rows == [("succeeded", str(page_job))]
+        # The row turns succeeded once delivery has returned, just after the file appears.
+        query = "SELECT state, result_message_id FROM jobs WHERE id = ?"
+        await w.discord.wait_for(lambda: w.db_rows(query, (page_job,))[0][0] != "delivering", 10, what="settled")
+        assert w.db_rows(query, (page_job,)) == [("succeeded", str(page_job))]
         assert w.discord.messages(w.discord.channel.id) == []
     assert "Traceback" not in w.bot.log_text()
