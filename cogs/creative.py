@@ -94,7 +94,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         """Submits of the Remix/Continue modal, before or after a restart alike (see bot/discord_ui/modals.py)."""
         if interaction.type is not discord.InteractionType.modal_submit:
             return
-        submit = parse_submit(interaction.data)  # type: ignore[arg-type]
+        submit = parse_submit(interaction.data)
         if submit is None:
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -293,8 +293,9 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         from its status message (where the starter posts it). None when neither exists any more."""
         service = self.bot.require_pipeline().service
         data: bytes | None = None
-        if source.image_path and await asyncio.to_thread(Path(source.image_path).exists):
-            data = await asyncio.to_thread(Path(source.image_path).read_bytes)
+        kept = Path(source.image_path) if source.image_path else None
+        if kept is not None and await asyncio.to_thread(kept.exists):
+            data = await asyncio.to_thread(kept.read_bytes)
         elif source.status_message_id and source.channel_id:
             channel = self.bot.get_partial_messageable(int(source.channel_id))
             try:

@@ -168,7 +168,11 @@ async def bots(tmp_path: Path, http_session: aiohttp.ClientSession) -> AsyncIter
                 **{"typical_job_seconds": 1.0, "max_running": 4, "lease_seconds": 60.0, **options},
             )  # fmt: skip
             service = JobService(
-                repo, {provider.name: provider}, runner.router, runner, CreditPolicy(daily_credits=ALLOWANCE),
+                repo,
+                {provider.name: provider},
+                runner.router,
+                runner,
+                CreditPolicy(daily_credits=ALLOWANCE),
                 data_dir=tmp_path,
             )
             bot = Bot(repo, runner, service, notifier)
