@@ -23,6 +23,7 @@ from bot.media.video import probe
 from bot.providers.base import VideoProvider
 from bot.providers.comfyui import ComfyUIProvider, fill_workflow, find_output, load_client_id
 from tests.fakes.comfyui import FakeComfyUI
+from tests.providers.polling import statuses_until_done
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "comfyui"
 TEXT_WORKFLOW = EXAMPLES / "ltxv-text-to-video.json"
@@ -74,14 +75,7 @@ def png(width: int = 320, height: int = 200) -> bytes:
 
 
 async def until_done(provider: ComfyUIProvider, job_id: str, timeout: float = 10.0) -> list[JobStatus]:
-    seen: list[JobStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.append(await provider.status(job_id))
-        if seen[-1].done:
-            return seen
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"prompt {job_id} not done: {seen[-1]}")
+    return await statuses_until_done(provider, job_id, timeout)
 
 
 async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:

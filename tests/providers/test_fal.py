@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from bot.errors import (
 from bot.providers.base import VideoProvider
 from bot.providers.fal import FalProvider, canonical_job_id, parse_webhook, request_id_of
 from tests.fakes.fal import FakeFal
+from tests.providers.polling import statuses_until_done as poll
 
 KEY = "fal-key-SECRET-0123456789abcdef"
 IMAGE_URL = "https://cdn.example.com/ref/frame.png"
@@ -72,18 +71,6 @@ def assert_no_key(exc: BaseException) -> None:
     if isinstance(exc, BotError):
         texts += [exc.detail, exc.user_message]
     assert all(KEY not in text for text in texts)
-
-
-async def poll(provider: FalProvider, job_id: str, timeout: float = 5.0) -> list[JobStatus]:
-    seen: list[JobStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = await provider.status(job_id)
-        seen.append(status)
-        if status.done:
-            return seen
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} not done after {timeout}s: {seen[-1]}")
 
 
 # --- capabilities and the exact fields per catalogue model ---------------------------------------

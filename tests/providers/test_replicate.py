@@ -35,6 +35,7 @@ from bot.providers.replicate import (
     verify_signature,
 )
 from tests.fakes.replicate import WEBHOOK_SECRET, FakeReplicate, sign
+from tests.providers.polling import statuses_until_done as poll
 
 TOKEN = "r8_SECRET-replicate-token-0123456789"
 IMAGE_URL = "https://cdn.example.com/ref/frame.png"
@@ -60,17 +61,6 @@ def provider(fake: FakeReplicate, http_session: aiohttp.ClientSession) -> Replic
         hosts=catalogue.hosts_for("replicate"),
         specs=catalogue.models,
     )
-
-
-async def poll(provider: ReplicateProvider, job_id: str, timeout: float = 5.0) -> list[JobStatus]:
-    seen: list[JobStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.append(await provider.status(job_id))
-        if seen[-1].done:
-            return seen
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"prediction {job_id} not done: {seen[-1]}")
 
 
 def inputs(fake: FakeReplicate, model: str) -> list[dict[str, object]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,11 +13,12 @@ import pytest
 from runwayml import AsyncRunwayML
 
 from bot.catalogue import load_catalogue
-from bot.domain import JobState, JobStatus, ReferenceImage, VideoRequest
+from bot.domain import JobState, ReferenceImage, VideoRequest
 from bot.errors import BotError, GenerationFailed, InvalidRequest, ModerationRejected, ProviderOutOfCredits
 from bot.providers.base import VideoProvider
 from bot.providers.runway import RunwayProvider, task_status
 from tests.fakes.runway import FakeRunway
+from tests.providers.polling import statuses_until_done as poll
 
 SECRET = "key_SECRET-runway-0123456789abcdef"
 IMAGE_URL = "https://cdn.example.com/ref/frame.png"
@@ -43,17 +43,6 @@ def provider(fake: FakeRunway, http_session: aiohttp.ClientSession) -> RunwayPro
         hosts=catalogue.hosts_for("runway"),
         specs=catalogue.models,
     )
-
-
-async def poll(provider: RunwayProvider, job_id: str, timeout: float = 5.0) -> list[JobStatus]:
-    seen: list[JobStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen.append(await provider.status(job_id))
-        if seen[-1].done:
-            return seen
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {job_id} not done: {seen[-1]}")
 
 
 async def test_is_a_video_provider_with_the_catalogue_models(provider: RunwayProvider) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import os
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +32,7 @@ from bot.providers.base import VideoProvider
 from bot.providers.segmind import SegmindProvider, extract_output_url, parse_reset_at
 from tests.fakes.base import RecordedRequest
 from tests.fakes.segmind import FakeSegmind
+from tests.providers.polling import statuses_until_done as poll
 
 KEY = "sk-segmind-SECRET-0123456789abcdef"
 IMAGE_URL = "https://cdn.example.com/ref/frame.png"
@@ -57,18 +57,6 @@ def assert_no_key(exc: BaseException) -> None:
         texts += [exc.detail, exc.user_message]
     for text in texts:
         assert KEY not in text
-
-
-async def poll(provider: SegmindProvider, job_id: str, timeout: float = 5.0) -> list[JobStatus]:
-    seen: list[JobStatus] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = await provider.status(job_id)
-        seen.append(status)
-        if status.done:
-            return seen
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"job {job_id} not done after {timeout}s: {seen[-1]}")
 
 
 def submits(fake: FakeSegmind) -> list[RecordedRequest]:
