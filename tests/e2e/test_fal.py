@@ -153,9 +153,9 @@ async def test_each_model_with_and_without_a_reference_image(polled: World, mode
 async def test_the_queue_position_is_shown_while_fal_queues_the_job(polled: World) -> None:
     fake = fal(polled)
     videos = len(polled.videos())
-    # Positions count down from 20 over 6 s: still at least 1 for all but the last 0.3 s, so even a
-    # slow first poll under load sees one.
-    fake.queue_seconds, fake.queue_position = 6.0, 20
+    # Positions count down from 20 over 20 s: still at least 1 for all but the last second, so even a
+    # first poll that a loaded machine delays by many seconds sees one.
+    fake.queue_seconds, fake.queue_position = 20.0, 20
     try:
         await polled.sora("a long queue", model="veo-3.1-fast", duration=4, user_id=polled.discord.other_user.id)
         await polled.discord.wait_for(
@@ -163,8 +163,8 @@ async def test_the_queue_position_is_shown_while_fal_queues_the_job(polled: Worl
         )
     finally:
         fake.queue_seconds, fake.queue_position = 0.2, 3
-    await polled.wait_status("In the provider's queue — position", timeout=15)
-    await polled.wait_video(videos + 1, timeout=30)
+    await polled.wait_status("In the provider's queue — position", timeout=30)
+    await polled.wait_video(videos + 1, timeout=90)
 
 
 async def test_a_signed_webhook_posts_the_video_with_few_status_requests(hooked: tuple[World, str]) -> None:

@@ -43,7 +43,9 @@ class Rig:
         for _ in range(500):
             current = await self.repo.get_job(job.id)
             assert current is not None
-            if current.state.terminal:
+            # The terminal state and its settlement are one transaction, but this test reads on the
+            # runner's own connection, which can see the state a moment before the ledger row.
+            if current.state.terminal and set(await self.repo.settlements(job.id)) - {"reserve"}:
                 return current
             await asyncio.sleep(0.02)
         raise AssertionError("the job never finished")

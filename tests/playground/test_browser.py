@@ -301,8 +301,12 @@ def test_delete_removes_the_video_for_everyone(browser: WebDriver, base_url: str
     assert _last_reply(browser) == "Deleted video #2."
     assert _count(browser, "#job-2 video") == 0
     assert "#2 succeeded · demo · 4 cr" in _text(browser, "#history")
-    status = browser.execute_script("return fetch('/videos/2.mp4').then((r) => r.status);")
-    assert status == 404
+    # The file goes once the deletion is stored: ask until it has gone (or fail after the wait).
+    _wait(
+        browser,
+        "the video file gone",
+        lambda b: b.execute_script("return fetch('/videos/2.mp4').then((r) => r.status);") == 404,
+    )
 
 
 def test_the_page_requests_nothing_from_elsewhere(browser: WebDriver, base_url: str) -> None:
