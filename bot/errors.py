@@ -47,6 +47,13 @@ class InvalidRequest(BotError):
         super().__init__(detail or user_message, user_message=user_message)
 
 
+class Refused(BotError):
+    """A polite no to something a member clicked or asked for: the sentence is the whole story."""
+
+    def __init__(self, user_message: str) -> None:
+        super().__init__(user_message, user_message=user_message)
+
+
 class MediaError(InvalidRequest):
     """A reference image or video is unusable (not an image, too big, a decompression bomb...)."""
 

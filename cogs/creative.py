@@ -23,21 +23,14 @@ from bot.discord_ui.starter import job_link
 from bot.discord_ui.status import status_embed
 from bot.discord_ui.views import may_manage
 from bot.domain import ReferenceImage, VideoRequest
-from bot.errors import BotError
-from bot.jobs.lineage import can_remix_natively
-from bot.jobs.model import Job, State
+from bot.errors import BotError, Refused
+from bot.jobs.lineage import can_remix_natively, check_requester, retry_reference, usable_source
+from bot.jobs.model import Job
 from bot.media.video import last_frame_async
 
 log = logging.getLogger(__name__)
 
 SORRY = "Something went wrong on our side. Nothing was charged; please try again."
-
-
-class Refused(BotError):
-    """A polite no: the user's sentence is the whole story."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message, user_message=user_message)
 
 
 class CreativeCog(commands.Cog, name=CREATIVE_COG):
@@ -62,7 +55,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
             if action == "delete":
                 await self._delete(interaction, source)
                 return
-            self._check_requester(interaction, source, action)
+            check_requester(str(interaction.user.id), source, action)
             if action == "retry":
                 await self._retry(interaction, source)
                 return
@@ -100,7 +93,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             source = await self._source(submit.job_id, submit.action)
-            self._check_requester(interaction, source, submit.action)
+            check_requester(str(interaction.user.id), source, submit.action)
             if submit.action == "remix":
                 await self._remix(interaction, source, submit)
             else:
@@ -120,16 +113,8 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
     # --- actions ----------------------------------------------------------------------------------
 
     async def _retry(self, interaction: discord.Interaction[SoraBot], source: Job) -> None:
-        request = source.request()
-        reference = None
-        if source.has_image:
-            reference = await self._source_reference(source, source.size)
-            if reference is None:
-                raise Refused(
-                    f"The reference image of video #{source.id} is no longer available, so it cannot be made "
-                    "again exactly. Please use /sora with the image."
-                )
-        await self._start(interaction, source, request, "retry", reference=reference)
+        found = await self._source_reference(source, source.size) if source.has_image else None
+        await self._start(interaction, source, source.request(), "retry", reference=retry_reference(source, found))
 
     async def _remix(self, interaction: discord.Interaction[SoraBot], source: Job, submit: PromptSubmit) -> None:
         pipeline = self.bot.require_pipeline()
@@ -247,22 +232,7 @@ class CreativeCog(commands.Cog, name=CREATIVE_COG):
             log.warning("job %s: could not post the deletion to the audit channel: %s", source.id, exc)
 
     async def _source(self, job_id: int, action: str) -> Job:
-        job = await self.bot.require_pipeline().repo.get_job(job_id)
-        if job is None:
-            raise Refused("That video no longer exists.")
-        # DELIVERING: the post is up but its success not yet stored (a click within a moment of it).
-        if job.state not in (State.SUCCEEDED, State.DELIVERING) and action != "delete":
-            raise Refused(f"Video #{job.id} did not finish, so it cannot be used for a {action}.")
-        if job.state is State.DELIVERING and action in ("continue", "delete"):
-            raise Refused(f"Video #{job.id} is still being posted; please try again in a moment.")
-        return job
-
-    def _check_requester(self, interaction: discord.Interaction[SoraBot], source: Job, action: str) -> None:
-        if str(interaction.user.id) != source.user_id:
-            raise Refused(
-                f"Only the person who asked for video #{source.id} can {action} it "
-                "(the new video is charged to them). Use /sora to make your own."
-            )
+        return usable_source(await self.bot.require_pipeline().repo.get_job(job_id), action)
 
     async def _last_frame(self, source: Job) -> bytes:
         """The final frame of the posted video, read back from Discord (the bot keeps no copy)."""

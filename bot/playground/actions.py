@@ -14,9 +14,9 @@ from typing import Any
 
 from bot.credits.ledger import Balance
 from bot.domain import ReferenceImage, VideoRequest
-from bot.errors import BotError, InvalidRequest
-from bot.jobs.lineage import can_remix_natively
-from bot.jobs.model import Job, State
+from bot.errors import InvalidRequest, Refused
+from bot.jobs.lineage import can_remix_natively, check_requester, retry_reference, usable_source
+from bot.jobs.model import Job
 from bot.jobs.prompts import clean_prompt
 from bot.jobs.service import NewJob
 from bot.media.images import check_declared
@@ -31,13 +31,6 @@ log = logging.getLogger(__name__)
 
 HISTORY = 10
 LEDGER_ROWS = 24
-
-
-class Refused(BotError):
-    """A polite no: the sentence is the whole story."""
-
-    def __init__(self, user_message: str) -> None:
-        super().__init__(user_message, user_message=user_message)
 
 
 @dataclass(frozen=True)
@@ -149,20 +142,14 @@ class Playground:
 
     async def retry(self, who: Member, job_id: int) -> Job:
         source = await self._source(job_id, "retry")
-        self._check_requester(who, source, "retry")
-        reference = None
-        if source.has_image:
-            reference = await self._source_reference(source, source.size)
-            if reference is None:
-                raise Refused(
-                    f"The reference image of video #{source.id} is no longer available, so it cannot be made "
-                    "again exactly. Please use /sora with the image."
-                )
+        check_requester(who.id, source, "retry")
+        found = await self._source_reference(source, source.size) if source.has_image else None
+        reference = retry_reference(source, found)
         return await self.start(who, source.request(), reference=reference, source=source, kind="retry")
 
     async def remix(self, who: Member, job_id: int, prompt: str, seconds: int | None, size: str | None) -> Job:
         source = await self._source(job_id, "remix")
-        self._check_requester(who, source, "remix")
+        check_requester(who.id, source, "remix")
         request = self._follow_up(source, prompt, seconds, size)
         provider = self.pipeline.providers.get(source.provider)
         native = None
@@ -175,7 +162,7 @@ class Playground:
 
     async def continue_(self, who: Member, job_id: int, prompt: str, seconds: int | None, size: str | None) -> Job:
         source = await self._source(job_id, "continue")
-        self._check_requester(who, source, "continue")
+        check_requester(who.id, source, "continue")
         path = video_path(self.videos_dir, source.id)
         if source.result_deleted_at or not source.result_message_id or not await asyncio.to_thread(path.exists):
             raise Refused(f"Video #{source.id} is no longer posted, so it cannot be continued.")
@@ -239,20 +226,8 @@ class Playground:
         return job
 
     async def _source(self, job_id: int, action: str) -> Job:
-        job = await self._job(job_id)
-        if job.state not in (State.SUCCEEDED, State.DELIVERING) and action != "delete":
-            raise Refused(f"Video #{job.id} did not finish, so it cannot be used for a {action}.")
-        if job.state is State.DELIVERING and action in ("continue", "delete"):
-            raise Refused(f"Video #{job.id} is still being posted; please try again in a moment.")
-        return job
-
-    @staticmethod
-    def _check_requester(who: Member, source: Job, action: str) -> None:
-        if who.id != source.user_id:
-            raise Refused(
-                f"Only the person who asked for video #{source.id} can {action} it "
-                "(the new video is charged to them). Use /sora to make your own."
-            )
+        job = await self.pipeline.repo.get_job(job_id)
+        return usable_source(job if job is not None and job.guild_id == GUILD_ID else None, action)
 
     def _follow_up(self, source: Job, prompt: str, seconds: int | None, size: str | None) -> VideoRequest:
         """A Remix/Continue request: the new prompt, the source's model and sound, the chosen length and size."""

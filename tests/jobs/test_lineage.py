@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from bot.domain import VideoRequest
-from bot.jobs.lineage import can_remix_natively
+import pytest
+
+from bot.domain import ReferenceImage, VideoRequest
+from bot.errors import Refused
+from bot.jobs.lineage import can_remix_natively, check_requester, retry_reference, usable_source
 from bot.jobs.model import Job, State
 from bot.providers.base import remixer
 from bot.providers.demo import DemoProvider
@@ -54,3 +57,39 @@ def test_native_remix_needs_the_same_provider_length_and_size() -> None:
     assert not can_remix_natively(job, replace(same, seconds=8), provider)
     assert not can_remix_natively(replace(job, provider="elsewhere"), same, provider)
     assert not can_remix_natively(job, same, Remixing())  # not declared
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "refusal"),
+    [
+        (State.RUNNING, "retry", "did not finish, so it cannot be used for a retry"),
+        (State.FAILED, "remix", "did not finish, so it cannot be used for a remix"),
+        (State.DELIVERING, "continue", "is still being posted"),
+        (State.DELIVERING, "delete", "is still being posted"),
+        (State.SUCCEEDED, "continue", None),
+        (State.DELIVERING, "retry", None),
+        (State.RUNNING, "delete", None),
+    ],
+)
+def test_which_videos_the_buttons_act_on(state: State, action: str, refusal: str | None) -> None:
+    job = replace(source("demo"), state=state)
+    if refusal is None:
+        assert usable_source(job, action) is job
+    else:
+        with pytest.raises(Refused, match=refusal):
+            usable_source(job, action)
+    with pytest.raises(Refused, match="That video no longer exists"):
+        usable_source(None, action)
+
+
+def test_only_the_requester_makes_a_video_from_theirs_and_a_retry_needs_its_image() -> None:
+    job = source("demo")
+    check_requester("7", job, "retry")
+    with pytest.raises(Refused, match=r"Only the person who asked for video #1 can remix it"):
+        check_requester("8", job, "remix")
+    image = ReferenceImage(data=b"png")
+    assert retry_reference(job, None) is None  # no image to begin with
+    with_image = replace(job, image_path="/gone.png")
+    assert retry_reference(with_image, image) is image
+    with pytest.raises(Refused, match="reference image of video #1 is no longer available"):
+        retry_reference(with_image, None)
